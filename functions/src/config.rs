@@ -1,0 +1,45 @@
+//! The runner's configuration, read once from the environment at start.
+
+use std::time::Duration;
+
+use herald_core::config::{ConfigError, DynamoConfig, NatsConfig, StreamsConfig, Vars};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub streams: StreamsConfig,
+    pub dynamo: DynamoConfig,
+    /// Name of the durable consumer every runner process shares.
+    pub consumer: String,
+    /// Messages handled at once by one process; also the consumer's per-pull batch.
+    pub concurrency: usize,
+    /// How long the server waits for an ack before redelivering; a handler that runs longer
+    /// reports progress at a third of it.
+    pub ack_wait: Duration,
+    /// Deliveries at most per message (`-1`: until it succeeds).
+    pub max_deliver: i64,
+    /// Recipients of one notification written and published at once.
+    pub fanout_concurrency: usize,
+    /// Whether to create missing tables (local servers, tests); the cloud's are made by `infra/`.
+    pub create_tables: bool,
+    /// How long in-flight messages may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn from_vars(v: &Vars) -> Result<Self, ConfigError> {
+        let dynamo = DynamoConfig::from_vars(v);
+        Ok(Config {
+            nats: NatsConfig::from_vars(v),
+            streams: StreamsConfig::from_vars(v)?,
+            create_tables: v.parse("HERALD_CREATE_TABLES", dynamo.endpoint.is_some())?,
+            dynamo,
+            consumer: v.string("HERALD_DELIVER_CONSUMER", "deliver"),
+            concurrency: v.parse("HERALD_FUNCTIONS_CONCURRENCY", 64)?,
+            ack_wait: v.seconds("HERALD_ACK_WAIT_SECONDS", Duration::from_secs(30))?,
+            max_deliver: v.parse("HERALD_MAX_DELIVER", -1)?,
+            fanout_concurrency: v.parse("HERALD_FANOUT_CONCURRENCY", 32)?,
+            shutdown_grace: v.seconds("HERALD_SHUTDOWN_GRACE_SECONDS", Duration::from_secs(10))?,
+        })
+    }
+}

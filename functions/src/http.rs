@@ -1,0 +1,37 @@
+//! The runner's operations endpoints: `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, Default)]
+pub struct Ops {
+    pub ready: AtomicBool,
+    pub metrics: Metrics,
+}
+
+pub fn app(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(ops): State<Arc<Ops>>| async move {
+                if ops.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(ops): State<Arc<Ops>>| async move { ops.metrics.render() }),
+        )
+        .with_state(ops)
+}

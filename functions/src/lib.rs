@@ -1,0 +1,19 @@
+//! Herald's serverless-style functions and `herald-functions`, the runner that hosts them on a
+//! JetStream durable pull consumer.
+//!
+//! A function is a plain async handler over an event with its dependencies behind the traits in
+//! [`ports`], so it unit-tests without servers and runs the same under the runner or on Lambda.
+
+pub mod config;
+pub mod deliver;
+pub mod dynamo;
+pub mod http;
+pub mod metrics;
+pub mod nats;
+pub mod ports;
+pub mod runner;
+pub mod sequencer;
+pub mod streams;
+
+pub use config::Config;
+pub use runner::{RunError, run};

@@ -1,0 +1,291 @@
+//! `herald-functions`: hosts `deliver` on the shared durable pull consumer of `HERALD_IN`.
+//!
+//! Each message is handled in its own task, at most `concurrency` at once. Success is
+//! double-acked (the server confirms it), an invalid request is terminated after it was
+//! dead-lettered, and a transient failure is nak'ed with a growing delay, never dropped. While a
+//! handler runs, the runner sends progress so a big fan-out is not redelivered mid-way.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+};
+use futures::StreamExt;
+use herald_core::subject::{IN_PREFIX, IN_STREAM, source_of};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::Config;
+use crate::deliver::{Event, Outcome, deliver};
+use crate::dynamo::{self, DynamoInbox};
+use crate::http::{self, Ops};
+use crate::nats::JetStreamOutbox;
+use crate::ports::{Inbox, Outbox, Transient};
+use crate::sequencer::{Sequencer, Ticket};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connecting to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    #[error("setting up streams: {0}")]
+    Streams(#[from] jetstream::context::CreateStreamError),
+    #[error("setting up the consumer: {0}")]
+    Consumer(String),
+    #[error("setting up tables: {0}")]
+    Tables(#[from] Transient),
+    #[error("serving HTTP: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs until `shutdown` is cancelled, then finishes the messages in hand (up to the grace
+/// period) and drains NATS.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_with(listener, config, shutdown, |inbox, outbox| (inbox, outbox)).await
+}
+
+/// [`run`], with the inbox and outbox passed through `wrap` first: tests wrap them to stop the
+/// runner at an exact step (a crash between the write and the ack, say).
+pub async fn run_with<I, O, W>(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+    wrap: W,
+) -> Result<(), RunError>
+where
+    I: Inbox + 'static,
+    O: Outbox + 'static,
+    W: FnOnce(DynamoInbox, JetStreamOutbox) -> (I, O),
+{
+    let ops = Arc::new(Ops::default());
+    let http = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let app = http::app(ops.clone());
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    });
+
+    let client = async_nats::ConnectOptions::new()
+        .name("herald-functions")
+        .retry_on_initial_connect()
+        .connect(&config.nats.url)
+        .await?;
+    let js = jetstream::new(client.clone());
+    crate::streams::ensure(&js, &config.streams).await?;
+
+    let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo);
+    if config.create_tables {
+        inbox.ensure_tables().await?;
+    }
+    let consumer = ensure_consumer(&js, &config).await?;
+    let (inbox, outbox) = wrap(inbox, JetStreamOutbox::new(js));
+    ops.ready.store(true, Ordering::Relaxed);
+    info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
+
+    let deps = Arc::new(Deps {
+        inbox,
+        outbox,
+        ops: ops.clone(),
+        config: config.clone(),
+    });
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let sequencer = Sequencer::default();
+    while !shutdown.is_cancelled() {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(config.concurrency.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "pulling from the consumer failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = messages.next() => m,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let deps = deps.clone();
+                    let ticket = sequencer.ticket();
+                    tracker.spawn(async move {
+                        handle(&deps, message, ticket).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => debug!(error = %e, "consumer stream hiccup"),
+                None => break,
+            }
+        }
+    }
+
+    ops.ready.store(false, Ordering::Relaxed);
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("shutdown grace period ended with messages in hand; they will be redelivered");
+    }
+    let _ = client.drain().await;
+    let _ = http.await;
+    Ok(())
+}
+
+struct Deps<I, O> {
+    inbox: I,
+    outbox: O,
+    ops: Arc<Ops>,
+    config: Config,
+}
+
+async fn ensure_consumer(
+    js: &jetstream::Context,
+    config: &Config,
+) -> Result<PullConsumer, RunError> {
+    let stream = js
+        .get_stream(IN_STREAM)
+        .await
+        .map_err(|e| RunError::Consumer(e.to_string()))?;
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(config.consumer.clone()),
+            description: Some("herald deliver function".to_owned()),
+            filter_subject: format!("{IN_PREFIX}>"),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+            max_ack_pending: (config.concurrency as i64 * 4).max(256),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| RunError::Consumer(e.to_string()))
+}
+
+/// Delay before the next delivery of a message that failed transiently: 250 ms doubling up to
+/// 30 s, so an outage costs few retries and a blip costs little time.
+pub fn backoff(delivered: i64) -> Duration {
+    let exp = (delivered.max(1) - 1).min(7) as u32;
+    Duration::from_millis(250 * 2u64.pow(exp)).min(Duration::from_secs(30))
+}
+
+async fn handle<I: Inbox, O: Outbox>(
+    deps: &Deps<I, O>,
+    message: jetstream::Message,
+    ticket: Ticket,
+) {
+    let m = &deps.ops.metrics;
+    m.handled.inc();
+    m.in_flight.inc();
+    let started = Instant::now();
+    let (stream_seq, delivered, accepted_at) = match message.info() {
+        Ok(i) => (i.stream_sequence, i.delivered, i.published),
+        Err(e) => {
+            warn!(error = %e, "a message without JetStream metadata; terminating it");
+            let _ = message.ack_with(AckKind::Term).await;
+            m.in_flight.dec();
+            return;
+        }
+    };
+    let event = Event {
+        source: source_of(message.subject.as_str()).unwrap_or(""),
+        body: &message.payload,
+        accepted_at,
+        stream_seq,
+    };
+    let work = deliver(
+        &deps.inbox,
+        &deps.outbox,
+        deps.config.fanout_concurrency,
+        event,
+        ticket,
+    );
+    let result = with_progress(work, &message, deps.config.ack_wait / 3).await;
+    let ack = match result {
+        Ok(Outcome::Delivered(report)) => {
+            m.delivered.inc();
+            m.copies_stored.add(report.stored as u64);
+            m.copies_published.add(report.published as u64);
+            m.recipients.observe(report.recipients as f64);
+            debug!(
+                seq = stream_seq,
+                recipients = report.recipients,
+                "delivered"
+            );
+            message.double_ack().await
+        }
+        Ok(Outcome::DeadLettered(reason)) => {
+            m.dead_lettered.inc();
+            info!(seq = stream_seq, source = event.source, reason = %reason, "invalid request dead-lettered");
+            message.ack_with(AckKind::Term).await
+        }
+        Err(e) => {
+            m.retried.inc();
+            let delay = backoff(delivered);
+            warn!(seq = stream_seq, delivered, error = %e, retry_in_ms = delay.as_millis() as u64, "transient failure");
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+    };
+    if let Err(e) = ack {
+        // The message will be redelivered; every step is idempotent.
+        warn!(seq = stream_seq, error = %e, "ack failed");
+    }
+    m.handle_seconds.observe(started.elapsed().as_secs_f64());
+    m.in_flight.dec();
+}
+
+/// Runs `work`, telling the server it is still in progress every `every`.
+async fn with_progress<T>(
+    work: impl Future<Output = T>,
+    message: &jetstream::Message,
+    every: Duration,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let every = every.max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => { let _ = message.ack_with(AckKind::Progress).await; }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(100), Duration::from_secs(30));
+    }
+}

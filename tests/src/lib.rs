@@ -1,0 +1,20 @@
+//! The harness for Herald's integration tests and benchmarks: real servers on free ports.
+//!
+//! [`NatsServer`] and [`Dynalite`] start the pinned binaries that `scripts/test` installs and
+//! kill them on drop; [`Stack`] adds a functions runner and gateways, in this process, each on a
+//! port the OS picked, and stops them on drop.
+
+pub mod servers;
+pub mod stack;
+
+pub use servers::{Dynalite, NatsServer};
+pub use stack::{Stack, StackOptions};
+
+/// Installs a compact log subscriber once (`HERALD_TEST_LOG=debug` to see more).
+pub fn init_logging() {
+    let filter = std::env::var("HERALD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,331 @@
+//! A whole Herald on loopback: NATS, dynalite, a functions runner and gateways, with helpers to
+//! publish, connect clients and look into the stores the way a user or an operator would.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+use aws_sdk_dynamodb::types::AttributeValue;
+use herald_client::{Connection, Event, NotificationRequest, Publisher, Recipients, token};
+use herald_core::config::{DynamoConfig, NatsConfig, StreamsConfig, Vars};
+use herald_core::subject;
+use herald_functions::dynamo::{self, DynamoInbox};
+use herald_functions::ports::{Inbox, Outbox};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::servers::{Dynalite, NatsServer};
+
+pub const SECRET: &str = "test-secret-please-change";
+pub const AUDIENCE: &str = "herald";
+
+/// Knobs a test may turn; everything else is the production default.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub gateways: usize,
+    pub ack_wait: Duration,
+    pub user_max_per_subject: i64,
+    pub in_duplicate_window: Duration,
+    pub drain_period: Duration,
+    pub start_runner: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            gateways: 1,
+            ack_wait: Duration::from_secs(30),
+            user_max_per_subject: 1000,
+            in_duplicate_window: Duration::from_secs(120),
+            drain_period: Duration::from_secs(1),
+            start_runner: true,
+        }
+    }
+}
+
+/// A running process of ours inside the test: stop it gracefully or kill it.
+pub struct Task {
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Task {
+    /// Cancels and waits for a clean exit.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.handle.await;
+    }
+
+    /// Drops the task where it stands, as `kill -9` would: nothing after this point runs.
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub dynalite: Dynalite,
+    pub options: StackOptions,
+    pub runner: Option<Task>,
+    pub gateways: Vec<(String, Task)>,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub publisher: Publisher,
+    pub dynamo: aws_sdk_dynamodb::Client,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        crate::init_logging();
+        let nats = NatsServer::start()?;
+        let dynalite = Dynalite::start()?;
+        let client = async_nats::connect(nats.url()).await?;
+        let mut stack = Stack {
+            js: jetstream::new(client.clone()),
+            publisher: Publisher::new(client.clone()),
+            dynamo: dynamo::client(&DynamoConfig {
+                endpoint: Some(dynalite.endpoint()),
+                region: "us-east-1".into(),
+                table_prefix: "herald_".into(),
+            })
+            .await,
+            client,
+            nats,
+            dynalite,
+            options: options.clone(),
+            runner: None,
+            gateways: Vec::new(),
+        };
+        if options.start_runner {
+            stack.start_runner().await?;
+        } else {
+            // Gateways need the streams; the runner is what makes them.
+            herald_functions::streams::ensure(&stack.js, &stack.streams_config()).await?;
+        }
+        for _ in 0..options.gateways {
+            stack.start_gateway().await?;
+        }
+        Ok(stack)
+    }
+
+    pub fn vars(&self) -> Vars {
+        let nats = self.nats.url();
+        let dyn_ep = self.dynalite.endpoint();
+        let per = self.options.user_max_per_subject.to_string();
+        let dup = self.options.in_duplicate_window.as_secs_f64().to_string();
+        let ack = self.options.ack_wait.as_secs_f64().to_string();
+        let drain = self.options.drain_period.as_secs_f64().to_string();
+        let pairs: Vec<(&str, String)> = vec![
+            ("HERALD_NATS_URL", nats),
+            ("HERALD_DYNAMODB_ENDPOINT", dyn_ep),
+            ("HERALD_JWT_SECRET", SECRET.into()),
+            ("HERALD_JWT_AUDIENCE", AUDIENCE.into()),
+            ("HERALD_USER_MAX_PER_USER", per),
+            ("HERALD_IN_DUPLICATE_WINDOW_SECONDS", dup),
+            ("HERALD_ACK_WAIT_SECONDS", ack),
+            ("HERALD_DRAIN_SECONDS", drain),
+            ("HERALD_SHUTDOWN_GRACE_SECONDS", "2".into()),
+        ];
+        Vars::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    pub fn streams_config(&self) -> StreamsConfig {
+        StreamsConfig::from_vars(&self.vars()).expect("test vars are valid")
+    }
+
+    pub fn nats_config(&self) -> NatsConfig {
+        NatsConfig::from_vars(&self.vars())
+    }
+
+    pub async fn start_runner(&mut self) -> anyhow::Result<()> {
+        self.start_runner_with(|i, o| (i, o)).await
+    }
+
+    /// Starts a runner whose inbox and outbox pass through `wrap` (see `run_with`).
+    pub async fn start_runner_with<I, O, W>(&mut self, wrap: W) -> anyhow::Result<()>
+    where
+        I: Inbox + 'static,
+        O: Outbox + 'static,
+        W: FnOnce(DynamoInbox, herald_functions::nats::JetStreamOutbox) -> (I, O) + Send + 'static,
+    {
+        let config = herald_functions::Config::from_vars(&self.vars())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let ops = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = herald_functions::runner::run_with(listener, config, token, wrap).await
+            {
+                tracing::error!(error = %e, "runner failed");
+            }
+        });
+        wait_ready(&format!("http://{ops}/readyz"))
+            .await
+            .context("runner did not become ready")?;
+        self.runner = Some(Task { shutdown, handle });
+        Ok(())
+    }
+
+    /// Starts one more gateway; returns its index.
+    pub async fn start_gateway(&mut self) -> anyhow::Result<usize> {
+        let config = herald_gateway::Config::from_vars(&self.vars())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = herald_gateway::run(listener, config, token).await {
+                tracing::error!(error = %e, "gateway failed");
+            }
+        });
+        wait_ready(&format!("http://{addr}/readyz"))
+            .await
+            .context("gateway did not become ready")?;
+        self.gateways
+            .push((addr.to_string(), Task { shutdown, handle }));
+        Ok(self.gateways.len() - 1)
+    }
+
+    pub fn gateway_addr(&self, i: usize) -> &str {
+        &self.gateways[i].0
+    }
+
+    pub fn ws_url(&self, i: usize) -> String {
+        format!("ws://{}/v1/ws", self.gateways[i].0)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        token::user_token(SECRET, AUDIENCE, user, 3600)
+    }
+
+    /// Connects `user` to gateway 0 and waits for `welcome`.
+    pub async fn connect(&self, user: &str, cursor: Option<&str>) -> anyhow::Result<Connection> {
+        self.connect_to(0, user, cursor).await
+    }
+
+    pub async fn connect_to(
+        &self,
+        gw: usize,
+        user: &str,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Connection> {
+        let mut c = Connection::connect(&self.ws_url(gw), &self.token(user), cursor).await?;
+        match next_event(&mut c).await? {
+            Event::Welcome { user: u, .. } if u == user => Ok(c),
+            other => bail!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn publish(
+        &self,
+        id: &str,
+        users: &[&str],
+    ) -> anyhow::Result<herald_client::Published> {
+        Ok(self.publisher.publish("test", &request(id, users)).await?)
+    }
+
+    /// How many inbox items DynamoDB holds for (user, id): 0 or 1.
+    pub async fn stored(&self, user: &str, id: &str) -> anyhow::Result<usize> {
+        let got = self
+            .dynamo
+            .get_item()
+            .table_name("herald_inbox")
+            .key("user", AttributeValue::S(user.into()))
+            .key("nid", AttributeValue::S(id.into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(usize::from(got.item.is_some()))
+    }
+
+    /// How many messages `HERALD_USER` holds for `user`.
+    pub async fn stream_count(&self, user: &str) -> anyhow::Result<u64> {
+        let stream = self.js.get_stream(subject::USER_STREAM).await?;
+        let info = stream
+            .info_with_subjects(subject::user_subject(user))
+            .await?;
+        let mut total = 0;
+        let mut info = info;
+        use futures::StreamExt;
+        while let Some(s) = info.next().await {
+            total += s?.1 as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// A minimal valid request.
+pub fn request(id: &str, users: &[&str]) -> NotificationRequest {
+    NotificationRequest {
+        id: id.into(),
+        recipients: Recipients {
+            users: users.iter().map(|u| u.to_string()).collect(),
+            teams: vec![],
+        },
+        kind: "test".into(),
+        title: format!("title of {id}"),
+        body: None,
+        data: None,
+        created_at: None,
+    }
+}
+
+/// The next event, or an error after 10 s.
+pub async fn next_event(c: &mut Connection) -> anyhow::Result<Event> {
+    tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .context("no event within 10 s")?
+        .map_err(Into::into)
+}
+
+/// Everything that arrives within `quiet` of the previous event (or the start).
+pub async fn drain_events(c: &mut Connection, quiet: Duration) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(Ok(e)) = tokio::time::timeout(quiet, c.next()).await {
+        let closed = matches!(e, Event::Closed { .. });
+        out.push(e);
+        if closed {
+            break;
+        }
+    }
+    out
+}
+
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if http_get(url).await.map(|(s, _)| s == 200).unwrap_or(false) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} not ready in 10 s")
+}
+
+/// A bare HTTP/1.1 GET over loopback: status and body.
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("http:// URL")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status line")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
