@@ -11,7 +11,7 @@ use herald_core::config::{DynamoConfig, NatsConfig, StreamsConfig, Vars};
 use herald_core::subject;
 use herald_functions::dynamo::{self, DynamoInbox};
 use herald_functions::ports::{Inbox, Outbox};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::servers::{Dynalite, NatsServer};
@@ -43,23 +43,75 @@ impl Default for StackOptions {
     }
 }
 
-/// A running process of ours inside the test: stop it gracefully or kill it.
+/// One of our processes, run on its own tokio runtime and thread so that killing it drops
+/// everything it owns at once (its tasks, its NATS connection, its sockets), as `kill -9` would.
 pub struct Task {
     shutdown: CancellationToken,
-    handle: JoinHandle<()>,
+    kill: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
 }
 
 impl Task {
-    /// Cancels and waits for a clean exit.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.handle.await;
+    /// Runs `make(shutdown)` on a fresh runtime in a new thread.
+    pub fn spawn<F, Fut>(name: &str, make: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                rt.block_on(async move {
+                    tokio::select! {
+                        _ = make(token) => {}
+                        _ = kill_rx => {}
+                    }
+                });
+                // Drops every task still spawned on it, mid-step.
+                rt.shutdown_background();
+                let _ = done_tx.send(());
+            })
+            .expect("spawning a thread");
+        Task {
+            shutdown,
+            kill: Some(kill_tx),
+            done: Some(done_rx),
+        }
     }
 
-    /// Drops the task where it stands, as `kill -9` would: nothing after this point runs.
-    pub async fn kill(self) {
-        self.handle.abort();
-        let _ = self.handle.await;
+    /// Cancels and waits for a clean exit.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+
+    /// Stops the task where it stands, as `kill -9` would: nothing after this point runs.
+    pub async fn kill(mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
     }
 }
 
@@ -150,11 +202,11 @@ impl Stack {
         W: FnOnce(DynamoInbox, herald_functions::nats::JetStreamOutbox) -> (I, O) + Send + 'static,
     {
         let config = herald_functions::Config::from_vars(&self.vars())?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let ops = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
+        let task = Task::spawn("runner", move |token| async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             if let Err(e) = herald_functions::runner::run_with(listener, config, token, wrap).await
             {
                 tracing::error!(error = %e, "runner failed");
@@ -163,18 +215,18 @@ impl Stack {
         wait_ready(&format!("http://{ops}/readyz"))
             .await
             .context("runner did not become ready")?;
-        self.runner = Some(Task { shutdown, handle });
+        self.runner = Some(task);
         Ok(())
     }
 
     /// Starts one more gateway; returns its index.
     pub async fn start_gateway(&mut self) -> anyhow::Result<usize> {
         let config = herald_gateway::Config::from_vars(&self.vars())?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
+        let task = Task::spawn("gateway", move |token| async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             if let Err(e) = herald_gateway::run(listener, config, token).await {
                 tracing::error!(error = %e, "gateway failed");
             }
@@ -182,8 +234,7 @@ impl Stack {
         wait_ready(&format!("http://{addr}/readyz"))
             .await
             .context("gateway did not become ready")?;
-        self.gateways
-            .push((addr.to_string(), Task { shutdown, handle }));
+        self.gateways.push((addr.to_string(), task));
         Ok(self.gateways.len() - 1)
     }
 
