@@ -1,18 +1,44 @@
-//! User-token verification: HS256 with `exp` required, `aud` checked, `sub` the user.
+//! Token verification: `exp` required, `aud` checked, `iss` checked when configured, `nbf`
+//! honoured, `sub` the user; and the service tokens of the admin API (`scope` has `admin`).
 //!
-//! The algorithm is fixed by configuration, never taken from the token's header, so `alg: none`
-//! and algorithm-confusion tokens fail as a wrong signature would.
+//! The key is chosen by `kid` (or is the only one), and its own algorithm is the only one
+//! accepted, so `alg: none` and algorithm-confusion tokens fail like a wrong signature.
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::{Validation, decode, decode_header};
 use serde::Deserialize;
 
 use crate::config::AuthConfig;
+use crate::keys::Keyring;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub scope: Option<Scope>,
+}
+
+/// `scope` as a space-separated string (RFC 8693) or an array of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Scope {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Claims {
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        match &self.scope {
+            Some(Scope::Text(s)) => s.split_whitespace().any(|s| s == wanted),
+            Some(Scope::List(l)) => l.iter().any(|s| s == wanted),
+            None => false,
+        }
+    }
 }
 
 /// Why a token was refused; the code is the metrics label and the `error` frame's message.
@@ -28,26 +54,19 @@ pub enum AuthError {
     NoExpiry,
     #[error("token is for another audience")]
     Audience,
-    #[error("token signature or algorithm is not accepted")]
+    #[error("token is from another issuer")]
+    Issuer,
+    #[error("token signature, key or algorithm is not accepted")]
     Signature,
     #[error("token is malformed")]
     Malformed,
     #[error("token has no usable sub")]
     Subject,
+    #[error("token was revoked")]
+    Revoked,
 }
 
 impl AuthError {
-    pub const ALL: [AuthError; 8] = [
-        Self::Missing,
-        Self::Expired,
-        Self::NotYetValid,
-        Self::NoExpiry,
-        Self::Audience,
-        Self::Signature,
-        Self::Malformed,
-        Self::Subject,
-    ];
-
     pub fn code(self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -55,51 +74,62 @@ impl AuthError {
             Self::NotYetValid => "not_yet_valid",
             Self::NoExpiry => "no_exp",
             Self::Audience => "audience",
+            Self::Issuer => "issuer",
             Self::Signature => "signature",
             Self::Malformed => "malformed",
             Self::Subject => "subject",
+            Self::Revoked => "revoked",
         }
     }
 }
 
+#[derive(Debug)]
 pub struct Verifier {
-    key: DecodingKey,
+    pub keys: Keyring,
     validation: Validation,
 }
 
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").finish_non_exhaustive()
-    }
-}
-
 impl Verifier {
-    pub fn new(config: &AuthConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+    pub fn new(config: &AuthConfig, keys: Keyring) -> Self {
+        let mut validation = Validation::default();
         validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let mut required = vec!["exp", "aud", "sub"];
+        if let Some(iss) = &config.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         validation.validate_nbf = true;
         validation.leeway = config.leeway.as_secs();
-        Verifier {
-            key: DecodingKey::from_secret(config.secret.as_bytes()),
-            validation,
-        }
+        Verifier { keys, validation }
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::MissingRequiredClaim(c) if c == "exp" => AuthError::NoExpiry,
-                ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
-                ErrorKind::MissingRequiredClaim(_) => AuthError::Subject,
-                ErrorKind::InvalidAudience => AuthError::Audience,
-                ErrorKind::InvalidSignature
-                | ErrorKind::InvalidAlgorithm
-                | ErrorKind::InvalidAlgorithmName => AuthError::Signature,
-                _ => AuthError::Malformed,
-            })?;
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let keys = self.keys.current();
+        let key = match &header.kid {
+            Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
+            None if keys.len() == 1 => keys.first(),
+            None => None,
+        }
+        .ok_or(AuthError::Signature)?;
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.algorithm];
+        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::MissingRequiredClaim(c) if c == "exp" => AuthError::NoExpiry,
+            ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
+            ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::Issuer,
+            ErrorKind::MissingRequiredClaim(_) => AuthError::Subject,
+            ErrorKind::InvalidAudience => AuthError::Audience,
+            ErrorKind::InvalidIssuer => AuthError::Issuer,
+            ErrorKind::InvalidSignature
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::InvalidKeyFormat => AuthError::Signature,
+            _ => AuthError::Malformed,
+        })?;
         let sub = &data.claims.sub;
         if sub.is_empty() || sub.len() > herald_core::MAX_ID_BYTES {
             return Err(AuthError::Subject);

@@ -1,58 +1,150 @@
 //! The gateway's configuration, read once from the environment at start.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_core::config::{ConfigError, NatsConfig, Vars};
+
+use crate::keys::{KeySource, parse_algorithm};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats: NatsConfig,
     pub auth: AuthConfig,
+    pub limits: Limits,
+    /// Browser origins allowed to open a socket; empty: any (non-browser clients send none).
+    pub allowed_origins: Vec<String>,
     /// A client must send `hello` within this (else 4001).
     pub hello_timeout: Duration,
-    /// Largest inbound frame (else 4008).
-    pub max_frame_bytes: usize,
     /// Notifications fetched per batch Direct Get request while replaying.
     pub replay_batch: usize,
     /// How long one Direct Get batch may take before the session gives up with 1011.
     pub replay_timeout: Duration,
-    /// `token_expiring` goes out this long before `exp`.
+    /// `token_expiring` goes out this long before `exp` (at least 60 s).
     pub expiry_warning: Duration,
-    /// On shutdown, `reconnect` frames are spread over this period.
+    /// On shutdown, `reconnect` delays are spread over this period, and sessions still open at
+    /// its end are closed with 1001.
     pub drain_period: Duration,
+    /// WebSocket ping interval; a peer silent for two intervals is closed.
+    pub ping_interval: Duration,
+    /// The NATS KV bucket of revoked users and token ids, shared by every gateway.
+    pub revocation_bucket: String,
+    /// How long a revocation is kept (longer than any token lives).
+    pub revocation_ttl: Duration,
+    /// Replicas of the revocation bucket (3 in production, like the streams).
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// HS256 secret for user tokens.
-    pub secret: String,
+    pub keys: KeySource,
     pub audience: String,
-    /// Clock skew allowed on `exp` and `nbf`.
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf` (at most 60 s).
     pub leeway: Duration,
+}
+
+/// Every bound the gateway puts on a client, and what happens past it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest inbound frame (else 4008).
+    pub max_frame_bytes: usize,
+    /// Open sockets per process (else HTTP 503).
+    pub max_connections: usize,
+    /// New connections per second per client IP, with this burst (else HTTP 429).
+    pub connects_per_ip_per_sec: f64,
+    pub connect_burst: f64,
+    /// Inbound frames per second per client IP, with this burst (else 4029).
+    pub frames_per_ip_per_sec: f64,
+    pub frame_burst: f64,
+    /// A session's outbound queue; past either bound the client is too slow: 4029.
+    pub outbound_frames: usize,
+    pub outbound_bytes: usize,
+    /// A write that makes no progress for this long means the client is gone or stuck: 4029.
+    pub write_timeout: Duration,
+    /// Client IPs tracked for rate limits; the least recently seen are forgotten first.
+    pub tracked_ips: usize,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+fn bad(name: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name: name.into(),
+        message: message.into(),
+    }
 }
 
 impl Config {
     pub fn from_vars(v: &Vars) -> Result<Self, ConfigError> {
         let leeway = v.seconds("HERALD_JWT_LEEWAY_SECONDS", Duration::from_secs(30))?;
         if leeway > Duration::from_secs(60) {
-            return Err(ConfigError {
-                name: "HERALD_JWT_LEEWAY_SECONDS".into(),
-                message: "must be at most 60".into(),
-            });
+            return Err(bad("HERALD_JWT_LEEWAY_SECONDS", "must be at most 60"));
         }
+        let expiry_warning = v.seconds("HERALD_TOKEN_EXPIRING_SECONDS", Duration::from_secs(90))?;
+        if expiry_warning < Duration::from_secs(60) {
+            return Err(bad("HERALD_TOKEN_EXPIRING_SECONDS", "must be at least 60"));
+        }
+        let algorithm = v.string("HERALD_JWT_ALGORITHM", "HS256");
+        let keys = if let Some(path) = v.get("HERALD_JWT_JWKS_FILE") {
+            KeySource::Jwks(PathBuf::from(path))
+        } else if let Some(path) = v.get("HERALD_JWT_PUBLIC_KEY_FILE") {
+            let algorithm = parse_algorithm(&algorithm)
+                .map_err(|e| bad("HERALD_JWT_ALGORITHM", e.to_string()))?;
+            KeySource::Pem {
+                path: PathBuf::from(path),
+                algorithm,
+            }
+        } else if algorithm == "HS256" {
+            KeySource::Secret(v.required("HERALD_JWT_SECRET")?)
+        } else {
+            return Err(bad(
+                "HERALD_JWT_PUBLIC_KEY_FILE",
+                format!("is required for {algorithm}"),
+            ));
+        };
+        let origins = v.string("HERALD_ALLOWED_ORIGINS", "");
         Ok(Config {
             nats: NatsConfig::from_vars(v),
             auth: AuthConfig {
-                secret: v.required("HERALD_JWT_SECRET")?,
+                keys,
                 audience: v.string("HERALD_JWT_AUDIENCE", "herald"),
+                issuer: v.get("HERALD_JWT_ISSUER").map(str::to_owned),
                 leeway,
             },
+            limits: Limits {
+                max_frame_bytes: v.parse("HERALD_MAX_FRAME_BYTES", 64 * 1024)?,
+                max_connections: v.parse("HERALD_MAX_CONNECTIONS", 18_000)?,
+                connects_per_ip_per_sec: v.parse("HERALD_CONNECTS_PER_IP_PER_SEC", 20.0)?,
+                connect_burst: v.parse("HERALD_CONNECT_BURST", 100.0)?,
+                frames_per_ip_per_sec: v.parse("HERALD_FRAMES_PER_IP_PER_SEC", 50.0)?,
+                frame_burst: v.parse("HERALD_FRAME_BURST", 200.0)?,
+                outbound_frames: v.parse("HERALD_OUTBOUND_MAX_FRAMES", 256)?,
+                outbound_bytes: v.parse("HERALD_OUTBOUND_MAX_BYTES", 1024 * 1024)?,
+                write_timeout: v
+                    .seconds("HERALD_WRITE_TIMEOUT_SECONDS", Duration::from_secs(10))?,
+                tracked_ips: v.parse("HERALD_TRACKED_IPS", 100_000)?,
+                trust_forwarded_for: v.parse("HERALD_TRUST_FORWARDED_FOR", false)?,
+            },
+            allowed_origins: origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
             hello_timeout: v.seconds("HERALD_HELLO_TIMEOUT_SECONDS", Duration::from_secs(10))?,
-            max_frame_bytes: v.parse("HERALD_MAX_FRAME_BYTES", 64 * 1024)?,
             replay_batch: v.parse("HERALD_REPLAY_BATCH", 256)?,
             replay_timeout: v.seconds("HERALD_REPLAY_TIMEOUT_SECONDS", Duration::from_secs(5))?,
-            expiry_warning: v.seconds("HERALD_TOKEN_EXPIRING_SECONDS", Duration::from_secs(90))?,
+            expiry_warning,
             drain_period: v.seconds("HERALD_DRAIN_SECONDS", Duration::from_secs(10))?,
+            ping_interval: v.seconds("HERALD_PING_SECONDS", Duration::from_secs(30))?,
+            revocation_bucket: v.string("HERALD_REVOCATION_BUCKET", "HERALD_REVOKED"),
+            revocation_ttl: v.seconds(
+                "HERALD_REVOCATION_TTL_SECONDS",
+                Duration::from_secs(30 * 24 * 3600),
+            )?,
+            replicas: v.parse("HERALD_STREAM_REPLICAS", 1)?,
         })
     }
 }

@@ -1,17 +1,23 @@
-//! The gateway's HTTP surface: `/v1/ws`, `/healthz`, `/readyz`, `/metrics`.
+//! The gateway's HTTP surface: `/v1/ws`, the admin API, `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Everything that can refuse a socket does it here, before the upgrade, with an HTTP status:
+//! draining (503), at the connection cap (503), a token in the URL (400), an origin not allowed
+//! (403), too many connects from one IP (429), a bad header token (401).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use crate::admin;
 use crate::session;
-use crate::state::AppState;
+use crate::state::{AppState, OpenSlot};
 
 /// An HTTP error as CONTRACT §4 shapes it.
 #[derive(Debug)]
@@ -41,6 +47,10 @@ impl IntoResponse for ApiError {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/ws", get(ws))
+        .route(
+            "/v1/admin/revocations",
+            get(admin::list).post(admin::revoke),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route(
@@ -60,35 +70,61 @@ async fn readyz(State(st): State<Arc<AppState>>) -> (StatusCode, &'static str) {
 }
 
 /// Names a URL query may carry a token under; such URLs end up in logs and are refused.
-const TOKEN_PARAMS: [&str; 4] = ["token", "access_token", "jwt", "auth"];
+const TOKEN_PARAMS: [&str; 5] = ["token", "access_token", "jwt", "auth", "authorization"];
 
 async fn ws(
     State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let refuse = |reason: &'static str, status: StatusCode, message: &str| {
+        st.metrics.refused(reason);
+        ApiError::new(status, reason, message)
+    };
     if !st.ready.load(Ordering::Relaxed) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(refuse(
             "unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
             "this gateway is not serving",
         ));
     }
     if let Some(q) = uri.query()
-        && q.split('&')
-            .any(|kv| TOKEN_PARAMS.contains(&kv.split('=').next().unwrap_or("")))
+        && q.split('&').any(|kv| {
+            TOKEN_PARAMS.contains(
+                &kv.split('=')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+                    .as_str(),
+            )
+        })
     {
-        st.metrics.auth_failure("token_in_url");
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(refuse(
             "token_in_url",
+            StatusCode::BAD_REQUEST,
             "send the token in the Authorization header or the hello frame, never in the URL",
+        ));
+    }
+    if !origin_allowed(&st.config.allowed_origins, &headers) {
+        return Err(refuse(
+            "origin",
+            StatusCode::FORBIDDEN,
+            "this origin is not allowed",
+        ));
+    }
+    let ip = client_ip(peer, &headers, st.config.limits.trust_forwarded_for);
+    if !st.connect_limit.allow(ip) {
+        return Err(refuse(
+            "rate_limited",
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
         ));
     }
     let header_claims = match bearer(&headers) {
         None => None,
-        Some(token) => match st.verifier.verify(token) {
+        Some(token) => match st.verify_user(token) {
             Ok(c) => Some(c),
             Err(e) => {
                 st.metrics.auth_failure(e.code());
@@ -100,23 +136,56 @@ async fn ws(
             }
         },
     };
-    let max = st.config.max_frame_bytes;
-    let tracked = st.clone();
+    let Some(slot) = OpenSlot::take(&st) else {
+        return Err(refuse(
+            "full",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this gateway is at its connection limit",
+        ));
+    };
+    let max = st.config.limits.max_frame_bytes;
+    let tracker = st.sessions.clone();
     Ok(upgrade
         // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) cost ~136 KB per idle
-        // socket and let one frame eat memory; 4 KiB and our frame limit keep both small.
+        // socket and let one frame eat memory; 4 KiB and our frame limit keep both small. No
+        // write buffer: the session coalesces and flushes itself.
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            tracked
-                .sessions
-                .track_future(session::run(socket, st, header_claims))
+            tracker.track_future(async move {
+                session::run(socket, st, ip, header_claims).await;
+                drop(slot);
+            })
         }))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        // Only browsers send Origin; a server-side client without one is not a CSRF vector.
+        None => true,
+        Some(origin) => allowed.iter().any(|a| a == origin || a == "*"),
+    }
+}
+
+fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded: bool) -> IpAddr {
+    if trust_forwarded
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     v.strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))

@@ -1,18 +1,26 @@
 //! Herald's WebSocket gateway: authenticates clients, replays what they missed from
 //! `HERALD_USER`, and pushes their notifications live.
 //!
-//! [`run`] serves until `shutdown` is cancelled, then drains: `/readyz` turns 503, every
-//! session gets `reconnect`, and the process waits for its sessions before draining NATS.
+//! [`run`] serves until `shutdown` is cancelled, then drains: `/readyz` turns 503 and no new
+//! socket is accepted, every session gets `reconnect` with a delay spread over the drain period
+//! and keeps being served until it leaves or the period ends, then NATS is drained.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod keys;
+pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod outbound;
 pub mod protocol;
+pub mod revocation;
 pub mod session;
 pub mod state;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,10 +30,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::events::Events;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("connecting to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
+    #[error("loading keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("{0}")]
+    Revocations(#[from] revocation::RevocationError),
     #[error("serving HTTP: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -35,17 +49,77 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let client = async_nats::ConnectOptions::new()
-        .name("herald-gateway")
-        .retry_on_initial_connect()
-        .connect(&config.nats.url)
-        .await?;
+    let keyring = keys::Keyring::load(config.auth.keys.clone())?;
+    let events = Arc::new(Events::default());
+    let client = {
+        let events = events.clone();
+        async_nats::ConnectOptions::new()
+            .name("herald-gateway")
+            .retry_on_initial_connect()
+            // A live message that finds this buffer full is dropped by the client and shows up
+            // as a gap that is filled from the stream, so the buffer can stay small.
+            .subscription_capacity(256)
+            .event_callback(move |event| {
+                let events = events.clone();
+                async move {
+                    if let async_nats::Event::Connected = event {
+                        events.nats_reconnected();
+                    }
+                }
+            })
+            .connect(&config.nats.url)
+            .await?
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let store = revocation::bucket(
+        &js,
+        &config.revocation_bucket,
+        config.revocation_ttl,
+        config.replicas,
+    )
+    .await?;
     let drain_period = config.drain_period;
-    let state = Arc::new(state::AppState::new(
+    let state = Arc::new(state::AppState::new(state::Parts {
+        verifier: auth::Verifier::new(&config.auth, keyring),
         config,
-        client.clone(),
-        shutdown.clone(),
-    ));
+        client: client.clone(),
+        revocation_store: store.clone(),
+        events: events.clone(),
+        shutdown: shutdown.clone(),
+    }));
+
+    // Revocations must be loaded before the first handshake.
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+    let background = CancellationToken::new();
+    tokio::spawn({
+        let state = state.clone();
+        let stop = background.clone();
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = revocation::follow(store, &state.revocations, &state.events, loaded_tx) => {}
+            }
+        }
+    });
+    tokio::spawn({
+        let state = state.clone();
+        let stop = background.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                match state.verifier.keys.reload_if_changed() {
+                    Ok(true) => info!("verification keys reloaded"),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "keeping the previous keys"),
+                }
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(10), loaded_rx).await;
     state.ready.store(true, Ordering::Relaxed);
     info!(addr = %listener.local_addr()?, "herald-gateway ready");
 
@@ -56,13 +130,16 @@ pub async fn run(
             state.ready.store(false, Ordering::Relaxed);
         }
     };
-    axum::serve(listener, http::app(state.clone()))
-        .with_graceful_shutdown(serve_shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(serve_shutdown)
+    .await?;
 
-    // Sessions saw the same cancellation and are sending `reconnect`; give them the period.
+    // Sessions saw the same cancellation: they sent `reconnect` and close by the period's end.
     state.sessions.close();
-    if tokio::time::timeout(drain_period + Duration::from_secs(1), state.sessions.wait())
+    if tokio::time::timeout(drain_period + Duration::from_secs(2), state.sessions.wait())
         .await
         .is_err()
     {
@@ -71,6 +148,7 @@ pub async fn run(
             "drain period ended with sessions open"
         );
     }
+    background.cancel();
     let _ = client.drain().await;
     Ok(())
 }

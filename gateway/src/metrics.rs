@@ -15,6 +15,12 @@ pub struct Metrics {
     pub resets: Counter,
     pub gaps: Counter,
     pub gap_filled: Counter,
+    pub slow_closes: Counter,
+    pub ping_timeouts: Counter,
+    pub revoked_closes: Counter,
+    pub rate_limited: Counter,
+    pub refused_connections: Mutex<Vec<(&'static str, u64)>>,
+    pub refreshes: Counter,
     pub replay_sizes: Histogram,
     pub replay_seconds: Histogram,
     pub push_latency: Histogram,
@@ -32,6 +38,12 @@ impl Default for Metrics {
             resets: Counter::default(),
             gaps: Counter::default(),
             gap_filled: Counter::default(),
+            slow_closes: Counter::default(),
+            ping_timeouts: Counter::default(),
+            revoked_closes: Counter::default(),
+            rate_limited: Counter::default(),
+            refused_connections: Mutex::new(Vec::new()),
+            refreshes: Counter::default(),
             replay_sizes: Histogram::new(SIZES),
             replay_seconds: Histogram::new(LATENCY_SECONDS),
             push_latency: Histogram::new(LATENCY_SECONDS),
@@ -42,22 +54,17 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts a refused handshake or token by reason (a small fixed set of codes).
     pub fn auth_failure(&self, reason: &'static str) {
-        // Failures are rare next to frames; a short locked scan is cheaper than a map.
-        let mut f = self.auth_failures.lock().unwrap_or_else(|p| p.into_inner());
-        match f.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => f.push((reason, 1)),
-        }
+        bump(&self.auth_failures, reason);
+    }
+
+    /// Counts an upgrade refused before it happened, by reason.
+    pub fn refused(&self, reason: &'static str) {
+        bump(&self.refused_connections, reason);
     }
 
     pub fn render(&self) -> String {
-        let failures: Vec<(String, u64)> = self
-            .auth_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(r, n)| (format!("reason=\"{r}\""), *n))
-            .collect();
+        let failures = labelled(&self.auth_failures);
+        let refused = labelled(&self.refused_connections);
         let mut r = Render::default();
         r.gauge(
             "herald_gateway_connections",
@@ -74,6 +81,41 @@ impl Metrics {
             "herald_gateway_auth_failures_total",
             "Refused tokens and handshakes by reason.",
             failures.iter().map(|(l, n)| (l.as_str(), *n)),
+        )
+        .counters(
+            "herald_gateway_refused_total",
+            "Upgrades refused before the WebSocket opened, by reason.",
+            refused.iter().map(|(l, n)| (l.as_str(), *n)),
+        )
+        .counter(
+            "herald_gateway_slow_closes_total",
+            "Sessions closed 4029 as too slow.",
+            "",
+            self.slow_closes.get(),
+        )
+        .counter(
+            "herald_gateway_ping_timeouts_total",
+            "Peers that did not answer a ping.",
+            "",
+            self.ping_timeouts.get(),
+        )
+        .counter(
+            "herald_gateway_revoked_closes_total",
+            "Open sessions closed by a revocation.",
+            "",
+            self.revoked_closes.get(),
+        )
+        .counter(
+            "herald_gateway_rate_limited_total",
+            "Sessions closed for too many frames.",
+            "",
+            self.rate_limited.get(),
+        )
+        .counter(
+            "herald_gateway_refreshes_total",
+            "In-band token refreshes.",
+            "",
+            self.refreshes.get(),
         )
         .counter(
             "herald_gateway_frames_in_total",
@@ -128,4 +170,22 @@ impl Metrics {
         );
         r.finish()
     }
+}
+
+// Labelled counters are rare events (refusals by reason); a short locked scan beats a map.
+fn bump(series: &Mutex<Vec<(&'static str, u64)>>, reason: &'static str) {
+    let mut f = series.lock().unwrap_or_else(|p| p.into_inner());
+    match f.iter_mut().find(|(r, _)| *r == reason) {
+        Some((_, n)) => *n += 1,
+        None => f.push((reason, 1)),
+    }
+}
+
+fn labelled(series: &Mutex<Vec<(&'static str, u64)>>) -> Vec<(String, u64)> {
+    series
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(r, n)| (format!("reason=\"{r}\""), *n))
+        .collect()
 }

@@ -1,23 +1,30 @@
-//! One WebSocket session: `hello`, `welcome`, replay from the cursor, then live delivery.
+//! One WebSocket session: `hello`, `welcome`, replay from the cursor, then live delivery until
+//! the client leaves, its token ends, it is revoked, it is too slow, or the gateway drains.
 //!
 //! Seam without gap or copy: the live subscription is made before anything is read from the
 //! stream, so every notification stored after that point arrives live (buffered meanwhile).
 //! `last` is the newest cursor sent; a live message at or below it is a copy and is skipped, and
 //! one whose `Nats-Last-Sequence` is above it reveals a gap that is filled from the stream first.
+//! After a NATS reconnect the session catches up from `last` the same way.
 
+use std::future::poll_fn;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::Subscriber;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use herald_core::subject;
 use rand::Rng;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::auth::{AuthError, Claims};
-use crate::log::{Entry, LogError, live_entry};
+use crate::events::Generation;
+use crate::log::{Entry, live_entry};
+use crate::outbound::{Io, Outbound};
 use crate::protocol::{self, ClientFrame, close};
 use crate::state::AppState;
 
@@ -31,7 +38,7 @@ enum End {
         error: &'static str,
         message: String,
     },
-    /// Shutdown: `reconnect` was sent.
+    /// The drain period ended: close with 1001, no error.
     GoingAway,
 }
 
@@ -50,39 +57,67 @@ impl End {
             message: message.into(),
         }
     }
-    fn internal(e: LogError) -> Self {
+    fn internal(e: impl std::fmt::Display) -> Self {
         End::Close {
             code: close::INTERNAL,
             error: "internal",
             message: e.to_string(),
         }
     }
+    fn too_slow(message: &str) -> Self {
+        End::Close {
+            code: close::TOO_SLOW,
+            error: "too_slow",
+            message: message.into(),
+        }
+    }
 }
 
-struct Session {
-    socket: WebSocket,
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The instant at which a Unix time (seconds) comes.
+fn instant_at(unix_secs: u64) -> Instant {
+    let now = now_secs();
+    Instant::now() + Duration::from_secs(unix_secs.saturating_sub(now))
+}
+
+pub async fn run(
+    mut socket: WebSocket,
     state: Arc<AppState>,
-    user: String,
-    subject: String,
-    /// The newest cursor sent on this connection (or the baseline it started from).
-    last: u64,
-    expires_at: u64,
-    warned: bool,
-}
-
-pub async fn run(mut socket: WebSocket, state: Arc<AppState>, header_claims: Option<Claims>) {
-    let m = &state.metrics;
-    m.connections.inc();
+    ip: IpAddr,
+    header_claims: Option<Claims>,
+) {
     let end = match handshake(&mut socket, &state, header_claims).await {
         Ok((claims, cursor)) => {
             let mut s = Session {
                 subject: subject::user_subject(&claims.sub),
-                user: claims.sub,
+                out: Outbound::new(
+                    state.config.limits.outbound_frames,
+                    state.config.limits.outbound_bytes,
+                ),
+                events: state.events.subscribe(),
+                generation: Generation::default(),
                 socket,
                 state: state.clone(),
+                claims,
+                ip,
                 last: 0,
-                expires_at: claims.exp,
                 warned: false,
+                ping_due: Instant::now() + state.config.ping_interval,
+                awaiting_pong: false,
+                drain_deadline: None,
             };
             let end = s.serve(cursor).await;
             socket = s.socket;
@@ -90,26 +125,36 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>, header_claims: Opt
         }
         Err(end) => end,
     };
-    match end {
-        End::Gone | End::GoingAway => {}
-        End::Close {
-            code,
-            error,
-            message,
-        } => {
-            debug!(code, error, %message, "closing session");
-            let _ = socket
+    if let End::GoingAway = end {
+        let close = Message::Close(Some(CloseFrame {
+            code: close::GOING_AWAY,
+            reason: "drained".into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
+    } else if let End::Close {
+        code,
+        error,
+        message,
+    } = end
+    {
+        debug!(code, error, %message, "closing session");
+        if code == close::TOO_SLOW {
+            state.metrics.slow_closes.inc();
+        }
+        // A client that stopped reading would block these forever; give them a moment.
+        let bye = async {
+            socket
                 .send(Message::Text(protocol::error(error, &message).into()))
-                .await;
-            let _ = socket
+                .await?;
+            socket
                 .send(Message::Close(Some(CloseFrame {
                     code,
                     reason: error.into(),
                 })))
-                .await;
-        }
+                .await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
     }
-    m.connections.dec();
 }
 
 /// Waits for `hello` and authenticates it (or the upgrade's header token).
@@ -136,7 +181,7 @@ async fn handshake(
         _ => return Err(End::protocol("the first frame must be hello")),
     };
     let claims = match (token, header_claims) {
-        (Some(t), _) => state.verifier.verify(&t),
+        (Some(t), _) => state.verify_user(&t),
         (None, Some(c)) => Ok(c),
         (None, None) => Err(AuthError::Missing),
     };
@@ -151,7 +196,8 @@ async fn handshake(
 async fn next_text(socket: &mut WebSocket) -> Result<String, End> {
     loop {
         match socket.recv().await {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+            None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+            Some(Err(e)) => return Err(read_error(e)),
             Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
             Some(Ok(Message::Binary(_))) => {
                 return Err(End::protocol("binary frames are not part of the protocol"));
@@ -161,18 +207,39 @@ async fn next_text(socket: &mut WebSocket) -> Result<String, End> {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// A frame over the size limit is a protocol error (4008); anything else means the peer is gone.
+fn read_error(e: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Capacity(c)) => End::protocol(format!("frame too large: {c}")),
+        _ => End::Gone,
+    }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+struct Session {
+    socket: WebSocket,
+    state: Arc<AppState>,
+    claims: Claims,
+    ip: IpAddr,
+    subject: String,
+    out: Outbound,
+    events: watch::Receiver<Generation>,
+    generation: Generation,
+    /// The newest cursor sent on this connection (or the baseline it started from).
+    last: u64,
+    warned: bool,
+    ping_due: Instant,
+    awaiting_pong: bool,
+    drain_deadline: Option<Instant>,
+}
+
+/// What woke the session.
+enum Wake {
+    Drain,
+    Timer,
+    Events,
+    Io(Io),
+    Live(Option<async_nats::Message>),
 }
 
 impl Session {
@@ -185,19 +252,24 @@ impl Session {
 
     async fn serve_inner(&mut self, cursor: Option<String>) -> Result<(), End> {
         let st = self.state.clone();
+        if st.revocations.is_revoked(&self.claims) {
+            st.metrics.auth_failure(AuthError::Revoked.code());
+            return Err(End::auth(AuthError::Revoked));
+        }
         // Subscribe before reading the stream: see the module comment.
         let mut live: Subscriber = st
             .client
-            .subscribe(subject::live_subject(&self.user))
+            .subscribe(subject::live_subject(&self.claims.sub))
             .await
-            .map_err(|e| End::Close {
-                code: close::INTERNAL,
-                error: "internal",
-                message: e.to_string(),
-            })?;
+            .map_err(End::internal)?;
+        self.generation = *self.events.borrow_and_update();
         let session_id = st.next_session_id();
-        self.send(protocol::welcome(&self.user, &session_id, self.expires_at))
-            .await?;
+        self.send_now(protocol::welcome(
+            &self.claims.sub,
+            &session_id,
+            self.claims.exp,
+        ))
+        .await?;
 
         match cursor {
             None => {
@@ -205,7 +277,7 @@ impl Session {
                     .log
                     .last_seq(&self.subject)
                     .await
-                    .map_err(End::internal)?;
+                    .map_err(End::internal)?
             }
             Some(c) => match protocol::parse_cursor(&c) {
                 Some(c) => self.replay(c).await?,
@@ -213,75 +285,153 @@ impl Session {
             },
         }
 
-        let mut ping_check = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let expiry = self.expires_at;
-            tokio::select! {
+            let deadline = self.next_deadline();
+            let draining = self.drain_deadline.is_some();
+            let (out, socket, events) = (&mut self.out, &mut self.socket, &mut self.events);
+            let wake = tokio::select! {
                 biased;
-                _ = st.shutdown.cancelled() => {
-                    let after = rand::rng().random_range(0..st.config.drain_period.as_millis().max(1) as u64);
-                    let _ = self.send(protocol::reconnect(after, "shutdown")).await;
-                    let _ = self.socket.send(Message::Close(Some(CloseFrame {
-                        code: close::GOING_AWAY,
-                        reason: "shutdown".into(),
-                    }))).await;
-                    return Err(End::GoingAway);
-                }
-                msg = self.socket.recv() => self.on_client(msg).await?,
-                msg = live.next() => match msg {
-                    Some(msg) => self.on_live(msg).await?,
-                    None => return Err(End::Close {
-                        code: close::GOING_AWAY, error: "going_away", message: "subscription ended".into(),
-                    }),
+                _ = st.shutdown.cancelled(), if !draining => Wake::Drain,
+                _ = tokio::time::sleep_until(deadline) => Wake::Timer,
+                r = events.changed() => match r {
+                    Ok(()) => Wake::Events,
+                    Err(_) => Wake::Drain,
                 },
-                _ = ping_check.tick() => self.check_expiry(expiry).await?,
+                io = poll_fn(|cx| out.poll_io(socket, cx)) => Wake::Io(io),
+                m = live.next() => Wake::Live(m),
+            };
+            match wake {
+                Wake::Drain => self.start_drain()?,
+                Wake::Timer => self.on_timer()?,
+                Wake::Events => self.on_events().await?,
+                Wake::Io(Io::WriteFailed) => return Err(End::Gone),
+                Wake::Io(Io::Inbound(m)) => self.on_client(m)?,
+                Wake::Live(Some(m)) => self.on_live(m).await?,
+                Wake::Live(None) => return Err(End::internal("live subscription ended")),
             }
         }
     }
 
-    async fn on_client(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+    /// The earliest of: the next ping, the expiry warning, the expiry, the drain end, and the
+    /// moment a stuck write counts as too slow.
+    fn next_deadline(&self) -> Instant {
+        let cfg = &self.state.config;
+        let mut next = self.ping_due;
+        let exp = instant_at(self.claims.exp);
+        next = next.min(exp);
+        if !self.warned {
+            next = next.min(
+                exp.checked_sub(cfg.expiry_warning)
+                    .unwrap_or_else(Instant::now),
+            );
+        }
+        if let Some(d) = self.drain_deadline {
+            next = next.min(d);
+        }
+        if self.out.pending() > 0 {
+            next = next.min(self.out.progress_at + cfg.limits.write_timeout);
+        }
+        next
+    }
+
+    fn on_timer(&mut self) -> Result<(), End> {
+        let st = self.state.clone();
+        let cfg = &st.config;
+        let now = Instant::now();
+        if self.drain_deadline.is_some_and(|d| now >= d) {
+            return Err(End::GoingAway);
+        }
+        if now_secs() >= self.claims.exp {
+            self.state.metrics.auth_failure("expired_in_session");
+            return Err(End::auth(AuthError::Expired));
+        }
+        if self.out.pending() > 0 && now >= self.out.progress_at + cfg.limits.write_timeout {
+            return Err(End::too_slow("the client is not reading"));
+        }
+        if !self.warned && now_secs() + cfg.expiry_warning.as_secs() >= self.claims.exp {
+            self.warned = true;
+            self.queue(protocol::token_expiring(self.claims.exp))?;
+        }
+        if now >= self.ping_due {
+            if self.awaiting_pong {
+                self.state.metrics.ping_timeouts.inc();
+                return Err(End::Gone);
+            }
+            self.awaiting_pong = true;
+            self.out.push_message(Message::Ping(Default::default()));
+            self.ping_due = now + cfg.ping_interval;
+        }
+        Ok(())
+    }
+
+    fn start_drain(&mut self) -> Result<(), End> {
+        let period = self.state.config.drain_period;
+        let after = rand::rng().random_range(0..period.as_millis().max(1) as u64);
+        self.drain_deadline = Some(Instant::now() + period);
+        self.queue(protocol::reconnect(after, "shutdown"))
+    }
+
+    async fn on_events(&mut self) -> Result<(), End> {
+        let now = *self.events.borrow_and_update();
+        let before = std::mem::replace(&mut self.generation, now);
+        if now.revocations != before.revocations && self.state.revocations.is_revoked(&self.claims)
+        {
+            self.state.metrics.revoked_closes.inc();
+            return Err(End::auth(AuthError::Revoked));
+        }
+        if now.nats_reconnects != before.nats_reconnects {
+            // Whatever was stored while NATS was away is fetched from the stream.
+            self.fill_gap(u64::MAX).await?;
+        }
+        Ok(())
+    }
+
+    fn on_client(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
         let text = match msg {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(End::Gone),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+            None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+            Some(Err(e)) => return Err(read_error(e)),
+            Some(Ok(Message::Pong(_) | Message::Ping(_))) => {
+                self.awaiting_pong = false;
+                return Ok(());
+            }
             Some(Ok(Message::Binary(_))) => {
                 return Err(End::protocol("binary frames are not part of the protocol"));
             }
             Some(Ok(Message::Text(t))) => t,
         };
-        self.state.metrics.frames_in.inc();
+        self.awaiting_pong = false;
+        let st = &self.state;
+        st.metrics.frames_in.inc();
+        if !st.frame_limit.allow(self.ip) {
+            st.metrics.rate_limited.inc();
+            return Err(End::Close {
+                code: close::TOO_SLOW,
+                error: "rate_limited",
+                message: "too many frames".into(),
+            });
+        }
         match ClientFrame::parse(text.as_str()).map_err(End::protocol)? {
             ClientFrame::Hello { .. } => Err(End::protocol("hello was already received")),
             ClientFrame::Ack { .. } => Ok(()),
             ClientFrame::Refresh { token } => {
-                let claims = self.state.verifier.verify(&token).map_err(|e| {
-                    self.state.metrics.auth_failure(e.code());
+                let claims = st.verify_user(&token).map_err(|e| {
+                    st.metrics.auth_failure(e.code());
                     End::auth(e)
                 })?;
-                if claims.sub != self.user {
+                if claims.sub != self.claims.sub {
+                    st.metrics.auth_failure("refresh_other_user");
                     return Err(End::Close {
                         code: close::FORBIDDEN,
                         error: "forbidden",
                         message: "refresh token is for another user".into(),
                     });
                 }
-                self.expires_at = claims.exp;
+                st.metrics.refreshes.inc();
+                self.claims = claims;
                 self.warned = false;
                 Ok(())
             }
         }
-    }
-
-    async fn check_expiry(&mut self, expires_at: u64) -> Result<(), End> {
-        let now = now_secs();
-        if now >= expires_at {
-            self.state.metrics.auth_failure("expired_in_session");
-            return Err(End::auth(AuthError::Expired));
-        }
-        if !self.warned && now + self.state.config.expiry_warning.as_secs() >= expires_at {
-            self.warned = true;
-            self.send(protocol::token_expiring(expires_at)).await?;
-        }
-        Ok(())
     }
 
     /// Sends everything after `cursor`, then `replayed`; `reset` when `cursor` is not (any
@@ -289,7 +439,7 @@ impl Session {
     async fn replay(&mut self, cursor: u64) -> Result<(), End> {
         let st = self.state.clone();
         let batch = st.config.replay_batch.max(1);
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let first = st
             .log
             .batch(&self.subject, cursor, batch)
@@ -308,9 +458,24 @@ impl Session {
         loop {
             let full = entries.len() >= batch;
             let from = self.last;
-            for e in entries.iter().filter(|e| e.seq > from) {
-                self.push(e, true).await?;
-                count += 1;
+            // Fed as a batch and flushed once; awaited, so a slow reader slows its own replay.
+            let write = async {
+                for e in entries.iter().filter(|e| e.seq > from) {
+                    let payload = std::str::from_utf8(&e.payload).unwrap_or("null");
+                    self.socket
+                        .feed(Message::Text(
+                            protocol::notification(e.seq, true, payload).into(),
+                        ))
+                        .await?;
+                    self.last = e.seq;
+                    count += 1;
+                }
+                self.socket.flush().await
+            };
+            match tokio::time::timeout(st.config.limits.write_timeout, write).await {
+                Err(_) => return Err(End::too_slow("the client is not reading its replay")),
+                Ok(Err(_)) => return Err(End::Gone),
+                Ok(Ok(())) => {}
             }
             if !full {
                 break;
@@ -321,12 +486,14 @@ impl Session {
                 .await
                 .map_err(End::internal)?;
         }
+        st.metrics.frames_out.add(count);
         st.metrics.replays.inc();
         st.metrics.replay_sizes.observe(count as f64);
         st.metrics
             .replay_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.send(protocol::replayed(Some(self.last), count)).await
+        self.send_now(protocol::replayed(Some(self.last), count))
+            .await
     }
 
     async fn reset(&mut self, reason: &str) -> Result<(), End> {
@@ -337,7 +504,7 @@ impl Session {
             .last_seq(&self.subject)
             .await
             .map_err(End::internal)?;
-        self.send(protocol::reset(reason)).await
+        self.send_now(protocol::reset(reason)).await
     }
 
     async fn on_live(&mut self, msg: async_nats::Message) -> Result<(), End> {
@@ -349,16 +516,16 @@ impl Session {
             return Ok(());
         }
         if entry.prev > self.last {
+            self.state.metrics.gaps.inc();
             self.fill_gap(entry.seq).await?;
         }
-        self.push(&entry, false).await
+        self.push(&entry)
     }
 
-    /// Sends what the stream holds for this user between `last` and `before`.
+    /// Queues what the stream holds for this user between `last` and `before`.
     async fn fill_gap(&mut self, before: u64) -> Result<(), End> {
         let st = self.state.clone();
         let batch = st.config.replay_batch.max(1);
-        st.metrics.gaps.inc();
         loop {
             let entries = st
                 .log
@@ -367,7 +534,7 @@ impl Session {
                 .map_err(End::internal)?;
             let full = entries.len() >= batch;
             for e in entries.iter().filter(|e| e.seq < before) {
-                self.push(e, false).await?;
+                self.push(e)?;
                 st.metrics.gap_filled.inc();
             }
             let reached = entries.last().is_none_or(|e| e.seq >= before);
@@ -377,12 +544,11 @@ impl Session {
         }
     }
 
-    async fn push(&mut self, e: &Entry, replay: bool) -> Result<(), End> {
+    fn push(&mut self, e: &Entry) -> Result<(), End> {
         let payload = std::str::from_utf8(&e.payload).unwrap_or("null");
-        self.send(protocol::notification(e.seq, replay, payload))
-            .await?;
+        self.queue(protocol::notification(e.seq, false, payload))?;
         self.last = e.seq;
-        if !replay && let Some(at) = e.accepted_at_ms {
+        if let Some(at) = e.accepted_at_ms {
             self.state
                 .metrics
                 .push_latency
@@ -391,12 +557,23 @@ impl Session {
         Ok(())
     }
 
-    async fn send(&mut self, text: String) -> Result<(), End> {
-        self.socket
-            .send(Message::Text(text.into()))
-            .await
-            .map_err(|_| End::Gone)?;
+    fn queue(&mut self, frame: String) -> Result<(), End> {
+        self.out
+            .push(frame)
+            .map_err(|_| End::too_slow("outbound queue full"))?;
         self.state.metrics.frames_out.inc();
         Ok(())
+    }
+
+    async fn send_now(&mut self, text: String) -> Result<(), End> {
+        let send = self.socket.send(Message::Text(text.into()));
+        match tokio::time::timeout(self.state.config.limits.write_timeout, send).await {
+            Err(_) => Err(End::too_slow("the client is not reading")),
+            Ok(Err(_)) => Err(End::Gone),
+            Ok(Ok(())) => {
+                self.state.metrics.frames_out.inc();
+                Ok(())
+            }
+        }
     }
 }

@@ -1,14 +1,18 @@
 //! What every request and session of one gateway process shares.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Verifier;
+use crate::auth::{AuthError, Claims, Verifier};
 use crate::config::Config;
+use crate::events::Events;
+use crate::limits::RateLimiter;
 use crate::log::UserLog;
 use crate::metrics::Metrics;
+use crate::revocation::Revocations;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -17,6 +21,13 @@ pub struct AppState {
     pub client: async_nats::Client,
     pub log: UserLog,
     pub metrics: Metrics,
+    pub revocations: Revocations,
+    pub revocation_store: kv::Store,
+    pub events: std::sync::Arc<Events>,
+    pub connect_limit: RateLimiter,
+    pub frame_limit: RateLimiter,
+    /// Sockets accepted and not yet closed (the per-process cap counts these).
+    pub open: AtomicUsize,
     /// False while starting and once draining.
     pub ready: AtomicBool,
     pub shutdown: CancellationToken,
@@ -26,19 +37,40 @@ pub struct AppState {
     session_counter: AtomicU64,
 }
 
+/// The parts built before the state (they need NATS or files).
+pub struct Parts {
+    pub config: Config,
+    pub verifier: Verifier,
+    pub client: async_nats::Client,
+    pub revocation_store: kv::Store,
+    pub events: std::sync::Arc<Events>,
+    pub shutdown: CancellationToken,
+}
+
 impl AppState {
-    pub fn new(config: Config, client: async_nats::Client, shutdown: CancellationToken) -> Self {
+    pub fn new(p: Parts) -> Self {
+        let l = &p.config.limits;
         AppState {
-            verifier: Verifier::new(&config.auth),
-            log: UserLog::new(client.clone(), config.replay_timeout),
-            config,
-            client,
+            log: UserLog::new(p.client.clone(), p.config.replay_timeout),
+            connect_limit: RateLimiter::new(
+                l.connects_per_ip_per_sec,
+                l.connect_burst,
+                l.tracked_ips,
+            ),
+            frame_limit: RateLimiter::new(l.frames_per_ip_per_sec, l.frame_burst, l.tracked_ips),
+            verifier: p.verifier,
+            client: p.client,
             metrics: Metrics::default(),
+            revocations: Revocations::default(),
+            revocation_store: p.revocation_store,
+            events: p.events,
+            open: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
-            shutdown,
+            shutdown: p.shutdown,
             sessions: TaskTracker::new(),
             session_prefix: format!("{:08x}", rand::random::<u32>()),
             session_counter: AtomicU64::new(0),
+            config: p.config,
         }
     }
 
@@ -49,5 +81,39 @@ impl AppState {
             self.session_prefix,
             self.session_counter.fetch_add(1, Ordering::Relaxed)
         )
+    }
+
+    /// A user token: valid and not revoked.
+    pub fn verify_user(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self.verifier.verify(token)?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+}
+
+/// Counts an accepted socket until dropped (when its session ends, or its upgrade fails).
+pub struct OpenSlot(std::sync::Arc<AppState>);
+
+impl OpenSlot {
+    /// A slot, unless the process is at its connection cap.
+    pub fn take(state: &std::sync::Arc<AppState>) -> Option<Self> {
+        let max = state.config.limits.max_connections;
+        state
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        state.metrics.connections.inc();
+        Some(OpenSlot(state.clone()))
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.connections.dec();
     }
 }
