@@ -32,6 +32,18 @@ impl Vars {
         )
     }
 
+    /// The same snapshot with `name` set to `value` (tests and tools derive one process's
+    /// variables from another's).
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.0.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Every variable, for handing to a child process.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The value, with empty treated as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
@@ -152,6 +164,11 @@ impl DynamoConfig {
 
     pub fn members_table(&self) -> String {
         format!("{}team_members", self.table_prefix)
+    }
+
+    /// `user` → `muted_kinds` (a list of kinds stored but not pushed).
+    pub fn preferences_table(&self) -> String {
+        format!("{}preferences", self.table_prefix)
     }
 }
 

@@ -31,6 +31,9 @@ impl Gauge {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Relaxed);
     }
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Relaxed);
+    }
     pub fn set(&self, v: i64) {
         self.0.store(v, Relaxed);
     }

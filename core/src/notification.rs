@@ -20,6 +20,10 @@ pub const HDR_REASON: &str = "Herald-Reason";
 pub const HDR_SOURCE: &str = "Herald-Source";
 /// On a dead letter: the `HERALD_IN` stream sequence of the original request.
 pub const HDR_ORIGINAL_SEQ: &str = "Herald-Original-Seq";
+/// On a dead letter: how many times the request was delivered before it was given up.
+pub const HDR_DELIVERIES: &str = "Herald-Deliveries";
+/// On a re-driven request: the `HERALD_IN` sequence of the request it re-drives.
+pub const HDR_REDRIVE_OF: &str = "Herald-Redrive-Of";
 
 /// The notification object of a `notification` frame (CONTRACT §3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

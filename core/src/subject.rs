@@ -19,6 +19,13 @@ pub const DLQ_PREFIX: &str = "herald.dlq.";
 pub const IN_STREAM: &str = "HERALD_IN";
 pub const USER_STREAM: &str = "HERALD_USER";
 pub const DLQ_STREAM: &str = "HERALD_DLQ";
+/// JetStream's advisories about `HERALD_IN` consumers that gave a message up, captured because
+/// advisories themselves are not durable.
+pub const ADVISORY_STREAM: &str = "HERALD_ADVISORIES";
+/// A message delivered `max_deliver` times without an ack.
+pub const MAX_DELIVERIES_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.HERALD_IN.*";
+/// A message terminated (`+TERM`) by a consumer.
+pub const TERMINATED_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.HERALD_IN.*";
 
 /// The subject token for an id (user or any other free-form id).
 pub fn token(id: &str) -> String {

@@ -16,8 +16,11 @@ pub struct Config {
     /// How long the server waits for an ack before redelivering; a handler that runs longer
     /// reports progress at a third of it.
     pub ack_wait: Duration,
-    /// Deliveries at most per message (`-1`: until it succeeds).
+    /// Deliveries at most per message (`-1`: until it succeeds). With the nak backoff (250 ms
+    /// doubling to 30 s), 20 deliveries ride out about six minutes of outage.
     pub max_deliver: i64,
+    /// Durable consumer on `HERALD_ADVISORIES` that turns give-ups into dead letters.
+    pub deadletters_consumer: String,
     /// Recipients of one notification written and published at once.
     pub fanout_concurrency: usize,
     /// Whether to create missing tables (local servers, tests); the cloud's are made by `infra/`.
@@ -37,7 +40,8 @@ impl Config {
             consumer: v.string("HERALD_DELIVER_CONSUMER", "deliver"),
             concurrency: v.parse("HERALD_FUNCTIONS_CONCURRENCY", 64)?,
             ack_wait: v.seconds("HERALD_ACK_WAIT_SECONDS", Duration::from_secs(30))?,
-            max_deliver: v.parse("HERALD_MAX_DELIVER", -1)?,
+            max_deliver: v.parse("HERALD_MAX_DELIVER", 20)?,
+            deadletters_consumer: v.string("HERALD_DEADLETTERS_CONSUMER", "deadletters"),
             fanout_concurrency: v.parse("HERALD_FANOUT_CONCURRENCY", 32)?,
             shutdown_grace: v.seconds("HERALD_SHUTDOWN_GRACE_SECONDS", Duration::from_secs(10))?,
         })

@@ -1,6 +1,10 @@
 //! The `deliver` function: validate a request, expand its recipients, store one copy per
 //! recipient, and publish each to that user's subject.
 //!
+//! A user who muted the notification's kind gets the copy stored (marked `muted`) but not
+//! published, so nothing is pushed: gateways push only what `HERALD_USER` holds. The decision
+//! is taken each time the request is handled, from the preferences as they are then.
+//!
 //! Every step is idempotent so the whole handler may run again after any crash: the inbox write
 //! is conditional, the publish carries `Nats-Msg-Id` = user + id, and the cursor recorded after
 //! the publish lets a late redelivery (past the duplicate window) skip publishing again.
@@ -12,7 +16,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use herald_core::{InvalidRequest, Notification, NotificationRequest, subject};
 use time::OffsetDateTime;
 
-use crate::ports::{DeadLetter, Inbox, InboxItem, Outbox, Stored, Transient};
+use crate::ports::{DeadLetter, Failure, Inbox, InboxItem, Outbox, Stored};
 use crate::sequencer::Turn;
 
 /// One request as taken from `HERALD_IN`.
@@ -39,6 +43,8 @@ pub struct Report {
     pub stored: usize,
     /// Copies published by this run (a duplicate publish counts; NATS dropped it).
     pub published: usize,
+    /// Recipients who muted this kind: stored, not published.
+    pub muted: usize,
 }
 
 /// Handles one event. `Err` means try again later; nothing has been lost.
@@ -50,17 +56,19 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
     fanout_concurrency: usize,
     event: Event<'_>,
     mut turn: T,
-) -> Result<Outcome, Transient> {
+) -> Result<Outcome, Failure> {
     let valid = match validate(event) {
         Ok(v) => v,
         Err(reason) => {
+            let text = reason.to_string();
             outbox
-                .dead_letter(DeadLetter {
-                    source: event.source,
-                    body: event.body,
-                    original_seq: event.stream_seq,
-                    reason: &reason,
-                })
+                .dead_letter(DeadLetter::invalid(
+                    event.source,
+                    event.body,
+                    event.stream_seq,
+                    &reason,
+                    &text,
+                ))
                 .await?;
             return Ok(Outcome::DeadLettered(reason));
         }
@@ -69,9 +77,11 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
     let payload =
         Bytes::from(serde_json::to_vec(&notification).expect("a Notification always serializes"));
     let users = recipients(inbox, &valid.request).await?;
+    let muted = inbox.muted(&users, &notification.kind).await?;
     let accepted_at_ms = (event.accepted_at.unix_timestamp_nanos() / 1_000_000) as i64;
     let item = |user| InboxItem {
         user,
+        muted: false,
         notification: &notification,
         source: event.source,
         accepted_at_ms,
@@ -81,7 +91,11 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
     //    rustc's Send inference for spawned tasks.
     let mut writes = Vec::with_capacity(users.len());
     for user in &users {
-        writes.push(async move { inbox.put_new(item(user)).await.map(|s| (user, s)) });
+        let copy = InboxItem {
+            muted: muted.contains(user),
+            ..item(user)
+        };
+        writes.push(async move { inbox.put_new(copy).await.map(|s| (user, s)) });
     }
     let stored: Vec<(&String, Stored)> = stream::iter(writes)
         .buffered(fanout_concurrency.max(1))
@@ -89,11 +103,11 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
         .await?;
 
     // 2. In turn, send the copies not yet published (a copy with a cursor was, by an earlier
-    //    delivery of this request).
+    //    delivery of this request), except to users who muted the kind.
     turn.wait().await;
     let mut pending = Vec::new();
     for (user, s) in &stored {
-        if !matches!(s, Stored::Exists { cursor: Some(_) }) {
+        if !matches!(s, Stored::Exists { cursor: Some(_) }) && !muted.contains(*user) {
             let p = outbox
                 .send_user(user, &notification.id, payload.clone(), accepted_at_ms)
                 .await?;
@@ -118,6 +132,7 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
         recipients: users.len(),
         stored: stored.iter().filter(|(_, s)| *s == Stored::New).count(),
         published,
+        muted: muted.len(),
     }))
 }
 
@@ -132,7 +147,7 @@ fn validate(event: Event<'_>) -> Result<herald_core::ValidRequest, InvalidReques
 async fn recipients<I: Inbox>(
     inbox: &I,
     request: &NotificationRequest,
-) -> Result<Vec<String>, Transient> {
+) -> Result<Vec<String>, Failure> {
     let mut seen = HashSet::new();
     let mut users = Vec::new();
     for u in &request.recipients.users {
@@ -161,10 +176,11 @@ mod tests {
     struct FakeInbox {
         items: Mutex<HashMap<(String, String), Option<u64>>>,
         teams: HashMap<String, Vec<String>>,
+        mutes: HashMap<String, String>,
     }
 
     impl Inbox for FakeInbox {
-        async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Transient> {
+        async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Failure> {
             let mut items = self.items.lock().unwrap();
             let key = (item.user.to_owned(), item.notification.id.clone());
             Ok(match items.get(&key) {
@@ -175,15 +191,22 @@ mod tests {
                 }
             })
         }
-        async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Transient> {
+        async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Failure> {
             self.items
                 .lock()
                 .unwrap()
                 .insert((user.to_owned(), id.to_owned()), Some(cursor));
             Ok(())
         }
-        async fn team_members(&self, team: &str) -> Result<Vec<String>, Transient> {
+        async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
             Ok(self.teams.get(team).cloned().unwrap_or_default())
+        }
+        async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
+            Ok(users
+                .iter()
+                .filter(|u| self.mutes.get(*u).is_some_and(|k| k == kind))
+                .cloned()
+                .collect())
         }
     }
 
@@ -194,23 +217,20 @@ mod tests {
     }
 
     impl Outbox for FakeOutbox {
-        type Pending = futures::future::Ready<Result<u64, Transient>>;
+        type Pending = futures::future::Ready<Result<u64, Failure>>;
         async fn send_user(
             &self,
             user: &str,
             _: &str,
             _: Bytes,
             _: i64,
-        ) -> Result<Self::Pending, Transient> {
+        ) -> Result<Self::Pending, Failure> {
             let mut p = self.published.lock().unwrap();
             p.push(user.to_owned());
             Ok(futures::future::ready(Ok(p.len() as u64)))
         }
-        async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Transient> {
-            self.dead
-                .lock()
-                .unwrap()
-                .push(letter.reason.code().to_owned());
+        async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
+            self.dead.lock().unwrap().push(letter.code.to_owned());
             Ok(())
         }
     }
@@ -239,7 +259,8 @@ mod tests {
             Outcome::Delivered(Report {
                 recipients: 2,
                 stored: 2,
-                published: 2
+                published: 2,
+                muted: 0,
             })
         );
         let again = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
@@ -248,12 +269,35 @@ mod tests {
             Outcome::Delivered(Report {
                 recipients: 2,
                 stored: 0,
-                published: 0
+                published: 0,
+                muted: 0,
             })
         );
         let mut published = outbox.published.lock().unwrap().clone();
         published.sort();
         assert_eq!(published, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_muted_kind_is_stored_but_not_published() {
+        let inbox = FakeInbox {
+            mutes: HashMap::from([("quiet".to_owned(), "k".to_owned())]),
+            ..Default::default()
+        };
+        let outbox = FakeOutbox::default();
+        let body = br#"{"id":"m","recipients":{"users":["quiet","loud"]},"kind":"k","title":"x"}"#;
+        let out = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
+        assert_eq!(
+            out,
+            Outcome::Delivered(Report {
+                recipients: 2,
+                stored: 2,
+                published: 1,
+                muted: 1,
+            })
+        );
+        assert_eq!(*outbox.published.lock().unwrap(), ["loud"]);
+        assert_eq!(inbox.items.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -4,15 +4,21 @@
 //! A function is a plain async handler over an event with its dependencies behind the traits in
 //! [`ports`], so it unit-tests without servers and runs the same under the runner or on Lambda.
 
+pub mod batch;
+pub mod bridge;
 pub mod config;
+pub mod deadletters;
 pub mod deliver;
 pub mod dynamo;
 pub mod http;
+pub mod lambda;
 pub mod metrics;
 pub mod nats;
 pub mod ports;
+pub mod redrive;
 pub mod runner;
 pub mod sequencer;
+pub mod settle;
 pub mod streams;
 
 pub use config::Config;

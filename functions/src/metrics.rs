@@ -10,6 +10,7 @@ pub struct Metrics {
     pub retried: Counter,
     pub copies_stored: Counter,
     pub copies_published: Counter,
+    pub copies_muted: Counter,
     pub in_flight: Gauge,
     pub handle_seconds: Histogram,
     pub recipients: Histogram,
@@ -24,6 +25,7 @@ impl Default for Metrics {
             retried: Counter::default(),
             copies_stored: Counter::default(),
             copies_published: Counter::default(),
+            copies_muted: Counter::default(),
             in_flight: Gauge::default(),
             handle_seconds: Histogram::new(LATENCY_SECONDS),
             recipients: Histogram::new(SIZES),
@@ -60,6 +62,12 @@ impl Metrics {
             "Per-user copies published to HERALD_USER.",
             "",
             self.copies_published.get(),
+        )
+        .counter(
+            "herald_functions_copies_muted_total",
+            "Inbox items stored but not published: the user muted the kind.",
+            "",
+            self.copies_muted.get(),
         )
         .gauge(
             "herald_functions_in_flight",

@@ -1,9 +1,19 @@
 //! `herald-functions`: hosts `deliver` on the shared durable pull consumer of `HERALD_IN`.
 //!
 //! Each message is handled in its own task, at most `concurrency` at once. Success is
-//! double-acked (the server confirms it), an invalid request is terminated after it was
-//! dead-lettered, and a transient failure is nak'ed with a growing delay, never dropped. While a
-//! handler runs, the runner sends progress so a big fan-out is not redelivered mid-way.
+//! double-acked (the server confirms it); a request that was dead-lettered (invalid, refused
+//! for itself, or out of deliveries: see [`crate::settle`]) is terminated with a reason; a
+//! transient failure is nak'ed with a growing delay. While a handler runs, the runner sends
+//! progress so a big fan-out is not redelivered mid-way. Alongside, it turns the advisories of
+//! requests given up elsewhere into dead letters ([`crate::deadletters`]).
+//!
+//! Several runner processes may share the consumer: JetStream hands each message to one of
+//! them at a time, and every step of `deliver` is idempotent, so a redelivery to another
+//! process (after a crash or an expired ack wait) stores and publishes nothing twice. Each
+//! process publishes the requests it holds in stream order ([`crate::sequencer`]); across
+//! processes, two notifications for one user that are handled at the same moment by two
+//! processes may be stored in `HERALD_USER` in either order. Every client still sees one order
+//! (the cursor's), on every device and on replay.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,12 +32,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::Config;
-use crate::deliver::{Event, Outcome, deliver};
+use crate::deliver::Event;
 use crate::dynamo::{self, DynamoInbox};
 use crate::http::{self, Ops};
 use crate::nats::JetStreamOutbox;
-use crate::ports::{Inbox, Outbox, Transient};
+use crate::ports::{Failure, Inbox, Outbox};
 use crate::sequencer::{Sequencer, Ticket};
+use crate::settle::{Settle, TERM_DEAD_LETTERED, settle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -38,7 +49,7 @@ pub enum RunError {
     #[error("setting up the consumer: {0}")]
     Consumer(String),
     #[error("setting up tables: {0}")]
-    Tables(#[from] Transient),
+    Tables(#[from] Failure),
     #[error("serving HTTP: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -90,6 +101,13 @@ where
         inbox.ensure_tables().await?;
     }
     let consumer = ensure_consumer(&js, &config).await?;
+    let deadletters = tokio::spawn(crate::deadletters::run(
+        js.clone(),
+        config.consumer.clone(),
+        config.deadletters_consumer.clone(),
+        JetStreamOutbox::new(js.clone()),
+        shutdown.clone(),
+    ));
     let (inbox, outbox) = wrap(inbox, JetStreamOutbox::new(js));
     ops.ready.store(true, Ordering::Relaxed);
     info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
@@ -153,6 +171,11 @@ where
     {
         warn!("shutdown grace period ended with messages in hand; they will be redelivered");
     }
+    match deadletters.await {
+        Ok(Err(e)) => warn!(error = %e, "the dead-letter task stopped"),
+        Err(e) => warn!(error = %e, "the dead-letter task panicked"),
+        Ok(Ok(())) => {}
+    }
     let _ = client.drain().await;
     let _ = http.await;
     Ok(())
@@ -165,7 +188,9 @@ struct Deps<I, O> {
     config: Config,
 }
 
-async fn ensure_consumer(
+/// Creates the shared durable consumer, or brings its configuration up to date (the runner and
+/// the Lambda bridge use the same one).
+pub async fn ensure_consumer(
     js: &jetstream::Context,
     config: &Config,
 ) -> Result<PullConsumer, RunError> {
@@ -187,13 +212,6 @@ async fn ensure_consumer(
         })
         .await
         .map_err(|e| RunError::Consumer(e.to_string()))
-}
-
-/// Delay before the next delivery of a message that failed transiently: 250 ms doubling up to
-/// 30 s, so an outage costs few retries and a blip costs little time.
-pub fn backoff(delivered: i64) -> Duration {
-    let exp = (delivered.max(1) - 1).min(7) as u32;
-    Duration::from_millis(250 * 2u64.pow(exp)).min(Duration::from_secs(30))
 }
 
 async fn handle<I: Inbox, O: Outbox>(
@@ -220,19 +238,22 @@ async fn handle<I: Inbox, O: Outbox>(
         accepted_at,
         stream_seq,
     };
-    let work = deliver(
+    let work = settle(
         &deps.inbox,
         &deps.outbox,
         deps.config.fanout_concurrency,
         event,
+        delivered.max(1) as u64,
+        deps.config.max_deliver,
         ticket,
     );
     let result = with_progress(work, &message, deps.config.ack_wait / 3).await;
     let ack = match result {
-        Ok(Outcome::Delivered(report)) => {
+        Settle::Delivered(report) => {
             m.delivered.inc();
             m.copies_stored.add(report.stored as u64);
             m.copies_published.add(report.published as u64);
+            m.copies_muted.add(report.muted as u64);
             m.recipients.observe(report.recipients as f64);
             debug!(
                 seq = stream_seq,
@@ -241,15 +262,19 @@ async fn handle<I: Inbox, O: Outbox>(
             );
             message.double_ack().await
         }
-        Ok(Outcome::DeadLettered(reason)) => {
+        Settle::DeadLettered { code } => {
             m.dead_lettered.inc();
-            info!(seq = stream_seq, source = event.source, reason = %reason, "invalid request dead-lettered");
-            message.ack_with(AckKind::Term).await
+            info!(
+                seq = stream_seq,
+                source = event.source,
+                code,
+                "dead-lettered"
+            );
+            term(&message, &format!("{TERM_DEAD_LETTERED}: {code}")).await
         }
-        Err(e) => {
+        Settle::Retry { delay, error } => {
             m.retried.inc();
-            let delay = backoff(delivered);
-            warn!(seq = stream_seq, delivered, error = %e, retry_in_ms = delay.as_millis() as u64, "transient failure");
+            warn!(seq = stream_seq, delivered, error = %error.chain(), retry_in_ms = delay.as_millis() as u64, "transient failure");
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
     };
@@ -259,6 +284,21 @@ async fn handle<I: Inbox, O: Outbox>(
     }
     m.handle_seconds.observe(started.elapsed().as_secs_f64());
     m.in_flight.dec();
+}
+
+/// Terminates a message with a reason, which the MSG_TERMINATED advisory carries (async-nats
+/// sends `+TERM` without one).
+pub async fn term(message: &jetstream::Message, reason: &str) -> Result<(), async_nats::Error> {
+    let reply = message
+        .reply
+        .clone()
+        .ok_or_else(|| std::io::Error::other("not a JetStream message"))?;
+    message
+        .context
+        .client()
+        .publish(reply, format!("+TERM {reason}").into())
+        .await?;
+    Ok(())
 }
 
 /// Runs `work`, telling the server it is still in progress every `every`.
@@ -275,17 +315,5 @@ async fn with_progress<T>(
             out = &mut work => return out,
             _ = tick.tick() => { let _ = message.ack_with(AckKind::Progress).await; }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_then_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(250));
-        assert_eq!(backoff(2), Duration::from_millis(500));
-        assert_eq!(backoff(100), Duration::from_secs(30));
     }
 }

@@ -1,4 +1,4 @@
-//! The three streams, created at start and updated when their configuration changed.
+//! The streams, created at start and updated when their configuration changed.
 //!
 //! `HERALD_USER` republishes each stored message to `herald.live.<token>` with `Nats-Sequence`
 //! (the cursor) and `Nats-Last-Sequence` (the previous one of that user: the gap detector), so
@@ -10,7 +10,8 @@ use async_nats::jetstream::{
 };
 use herald_core::config::StreamsConfig;
 use herald_core::subject::{
-    DLQ_PREFIX, DLQ_STREAM, IN_PREFIX, IN_STREAM, LIVE_PREFIX, USER_PREFIX, USER_STREAM,
+    ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, IN_PREFIX, IN_STREAM, LIVE_PREFIX,
+    MAX_DELIVERIES_ADVISORY, TERMINATED_ADVISORY, USER_PREFIX, USER_STREAM,
 };
 
 pub fn in_stream(c: &StreamsConfig) -> Config {
@@ -65,12 +66,36 @@ pub fn dlq_stream(c: &StreamsConfig) -> Config {
     }
 }
 
+/// Advisories that `HERALD_IN` consumers gave a message up; the runner turns each into a dead
+/// letter (see [`crate::deadletters`]). Kept as long as dead letters, so a runner that was down
+/// catches up.
+pub fn advisory_stream(c: &StreamsConfig) -> Config {
+    Config {
+        name: ADVISORY_STREAM.to_owned(),
+        description: Some("MAX_DELIVERIES and MSG_TERMINATED advisories of HERALD_IN".to_owned()),
+        subjects: vec![
+            MAX_DELIVERIES_ADVISORY.to_owned(),
+            TERMINATED_ADVISORY.to_owned(),
+        ],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        num_replicas: c.replicas,
+        max_age: c.dlq_max_age,
+        ..Default::default()
+    }
+}
+
 /// Creates each stream or brings its configuration up to date.
 pub async fn ensure(
     js: &jetstream::Context,
     c: &StreamsConfig,
 ) -> Result<(), jetstream::context::CreateStreamError> {
-    for config in [in_stream(c), user_stream(c), dlq_stream(c)] {
+    for config in [
+        in_stream(c),
+        user_stream(c),
+        dlq_stream(c),
+        advisory_stream(c),
+    ] {
         js.create_or_update_stream(config).await?;
     }
     Ok(())

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use herald_client::Event;
 use herald_functions::dynamo::DynamoInbox;
 use herald_functions::nats::JetStreamOutbox;
-use herald_functions::ports::{DeadLetter, Inbox, InboxItem, Outbox, Stored, Transient};
+use herald_functions::ports::{DeadLetter, Failure, Inbox, InboxItem, Outbox, Stored};
 use herald_tests::stack::{drain_events, next_event};
 use herald_tests::{Stack, StackOptions};
 use tokio::sync::oneshot;
@@ -99,36 +99,43 @@ impl<T> Crash<T> {
 }
 
 impl Inbox for Crash<DynamoInbox> {
-    async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Transient> {
+    async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Failure> {
         let stored = self.inner.put_new(item).await?;
         self.maybe_crash(CrashPoint::AfterStore, &item.notification.id)
             .await;
         Ok(stored)
     }
-    async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Transient> {
+    async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Failure> {
         self.inner.set_cursor(user, id, cursor).await
     }
-    async fn team_members(&self, team: &str) -> Result<Vec<String>, Transient> {
+    async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
         self.inner.team_members(team).await
+    }
+    async fn muted(
+        &self,
+        users: &[String],
+        kind: &str,
+    ) -> Result<std::collections::HashSet<String>, Failure> {
+        self.inner.muted(users, kind).await
     }
 }
 
 impl Outbox for Crash<JetStreamOutbox> {
-    type Pending = futures::future::BoxFuture<'static, Result<u64, Transient>>;
+    type Pending = futures::future::BoxFuture<'static, Result<u64, Failure>>;
     async fn send_user(
         &self,
         user: &str,
         id: &str,
         payload: Bytes,
         at: i64,
-    ) -> Result<Self::Pending, Transient> {
+    ) -> Result<Self::Pending, Failure> {
         let pending = self.inner.send_user(user, id, payload, at).await?;
         // Wait for the stream to have it, so the crash is truly after the publish.
         let seq = pending.await?;
         self.maybe_crash(CrashPoint::AfterPublish, id).await;
         Ok(Box::pin(futures::future::ready(Ok(seq))))
     }
-    async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Transient> {
+    async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
         self.inner.dead_letter(letter).await
     }
 }

@@ -1,0 +1,40 @@
+//! `herald-deliver-lambda`: the `deliver` function on AWS Lambda (`provided.al2023`, built as
+//! `bootstrap`). Clients are built once, before the first invocation; each invocation returns
+//! only after NATS has confirmed every publish and the connection is flushed.
+
+use herald_core::config::Vars;
+use herald_functions::Config;
+use herald_functions::batch::{Batch, BatchResponse};
+use herald_functions::dynamo::{self, DynamoInbox};
+use herald_functions::lambda::handle_batch;
+use herald_functions::nats::JetStreamOutbox;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .init();
+    let config = Config::from_vars(&Vars::from_env())?;
+    let client = async_nats::ConnectOptions::new()
+        .name("herald-deliver-lambda")
+        .connect(&config.nats.url)
+        .await?;
+    let outbox = JetStreamOutbox::new(async_nats::jetstream::new(client.clone()));
+    let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo);
+    if config.create_tables {
+        inbox.ensure_tables().await?;
+    }
+    let (inbox, outbox, client, config) = (&inbox, &outbox, &client, &config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Batch>| async move {
+        let answer: BatchResponse =
+            handle_batch(inbox, outbox, config.fanout_concurrency, &event.payload).await;
+        client.flush().await?;
+        Ok::<_, Error>(answer)
+    }))
+    .await
+}

@@ -1,0 +1,109 @@
+//! What becomes of one delivery of a request: shared by the runner and the Lambda handler, so
+//! both retry, give up and dead-letter alike.
+//!
+//! A transient failure is retried with a growing delay until the consumer's `max_deliver`; on
+//! the last delivery, and at once for a permanent failure, the request is dead-lettered with the
+//! error as its reason and then terminated. Should even that fail (NATS down on the last
+//! delivery, or the process killed), the server's MAX_DELIVERIES advisory is the safety net
+//! (see [`crate::deadletters`]).
+
+use std::time::Duration;
+
+use crate::deliver::{Event, Outcome, Report, deliver};
+use crate::ports::{DeadLetter, Failure, Inbox, Outbox};
+use crate::sequencer::Turn;
+
+/// The reason sent with `+TERM` for a request that is already on the dead-letter stream; the
+/// advisory of that termination is then skipped, so nothing is dead-lettered twice.
+pub const TERM_DEAD_LETTERED: &str = "herald: dead-lettered";
+
+/// Reason code of a request that failed transiently on every delivery.
+pub const CODE_MAX_DELIVERIES: &str = "max_deliveries";
+/// Reason code of a request the store refused for itself.
+pub const CODE_PERMANENT: &str = "permanent_error";
+
+#[derive(Debug)]
+pub enum Settle {
+    /// Stored and published: ack.
+    Delivered(Report),
+    /// On the dead-letter stream with `code`: terminate, with [`TERM_DEAD_LETTERED`].
+    DeadLettered { code: String },
+    /// Not done yet: nak with `delay`.
+    Retry { delay: Duration, error: Failure },
+}
+
+/// One delivery, `delivered` counting from 1; `max_deliver` <= 0 means unbounded.
+pub async fn settle<I: Inbox, O: Outbox, T: Turn>(
+    inbox: &I,
+    outbox: &O,
+    fanout_concurrency: usize,
+    event: Event<'_>,
+    delivered: u64,
+    max_deliver: i64,
+    turn: T,
+) -> Settle {
+    let error = match deliver(inbox, outbox, fanout_concurrency, event, turn).await {
+        Ok(Outcome::Delivered(report)) => return Settle::Delivered(report),
+        Ok(Outcome::DeadLettered(reason)) => {
+            return Settle::DeadLettered {
+                code: reason.code().to_owned(),
+            };
+        }
+        Err(e) => e,
+    };
+    let last = max_deliver > 0 && delivered >= max_deliver as u64;
+    if error.is_transient() && !last {
+        return Settle::Retry {
+            delay: backoff(delivered),
+            error,
+        };
+    }
+    let (code, reason) = if error.is_transient() {
+        (
+            CODE_MAX_DELIVERIES,
+            format!(
+                "no success after {delivered} deliveries; last error: {}",
+                error.chain()
+            ),
+        )
+    } else {
+        (CODE_PERMANENT, error.chain())
+    };
+    let letter = DeadLetter {
+        source: event.source,
+        body: event.body,
+        original_seq: event.stream_seq,
+        code,
+        reason: &reason,
+        deliveries: delivered,
+    };
+    match outbox.dead_letter(letter).await {
+        Ok(()) => Settle::DeadLettered {
+            code: code.to_owned(),
+        },
+        // Retried; past max_deliver the advisory takes over.
+        Err(e) => Settle::Retry {
+            delay: backoff(delivered),
+            error: e,
+        },
+    }
+}
+
+/// Delay before the next delivery of a message that failed transiently: 250 ms doubling up to
+/// 30 s, so an outage costs few retries and a blip costs little time.
+pub fn backoff(delivered: u64) -> Duration {
+    let exp = (delivered.max(1) - 1).min(7) as u32;
+    Duration::from_millis(250 * 2u64.pow(exp)).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(100), Duration::from_secs(30));
+    }
+}
