@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub in_duplicate_window: Duration,
     pub drain_period: Duration,
     pub start_runner: bool,
+    /// More configuration variables for every process, e.g. `("HERALD_PING_SECONDS", "1")`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -39,6 +41,7 @@ impl Default for StackOptions {
             in_duplicate_window: Duration::from_secs(120),
             drain_period: Duration::from_secs(1),
             start_runner: true,
+            env: Vec::new(),
         }
     }
 }
@@ -179,6 +182,15 @@ impl Stack {
             ("HERALD_DRAIN_SECONDS", drain),
             ("HERALD_SHUTDOWN_GRACE_SECONDS", "2".into()),
         ];
+        let pairs: Vec<(&str, String)> = pairs
+            .into_iter()
+            .chain(
+                self.options
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone())),
+            )
+            .collect();
         Vars::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
     }
 
