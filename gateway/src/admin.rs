@@ -14,23 +14,14 @@ use crate::revocation::{self, Revocation, Target};
 use crate::state::AppState;
 
 fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = bearer(headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a service token is required",
-        )
-    })?;
+    let token = bearer(headers)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a service token is required"))?;
     let claims = st
         .verifier
         .verify(token)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
     if !claims.has_scope("admin") {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the token's scope lacks admin",
-        ));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the token's scope lacks admin"));
     }
     Ok(())
 }
@@ -52,51 +43,26 @@ pub async fn revoke(
     body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&st, &headers)?;
-    let Json(req) =
-        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let (target, id) = match (&req.user, &req.jti) {
         (Some(u), None) if !u.is_empty() => (Target::User, u.as_str()),
         (None, Some(j)) if !j.is_empty() => (Target::TokenId, j.as_str()),
         _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "give exactly one of user or jti",
-            ));
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "give exactly one of user or jti"));
         }
     };
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let r = Revocation {
-        at,
-        reason: req.reason.clone(),
-    };
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let r = Revocation { at, reason: req.reason.clone() };
     revocation::revoke(&st.revocation_store, target, id, &r)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
     tracing::info!(target = ?target, reason = %r.reason, "revoked");
     Ok((StatusCode::CREATED, Json(entry(target, id, &r))))
 }
 
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&st, &headers)?;
-    let items: Vec<Value> = st
-        .revocations
-        .list()
-        .iter()
-        .map(|(t, id, r)| entry(*t, id, r))
-        .collect();
+    let items: Vec<Value> = st.revocations.list().iter().map(|(t, id, r)| entry(*t, id, r)).collect();
     Ok(Json(json!({ "revocations": items })))
 }
 

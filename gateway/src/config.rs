@@ -70,10 +70,7 @@ pub struct Limits {
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name: name.into(),
-        message: message.into(),
-    }
+    ConfigError { name: name.into(), message: message.into() }
 }
 
 impl Config {
@@ -90,19 +87,12 @@ impl Config {
         let keys = if let Some(path) = v.get("HERALD_JWT_JWKS_FILE") {
             KeySource::Jwks(PathBuf::from(path))
         } else if let Some(path) = v.get("HERALD_JWT_PUBLIC_KEY_FILE") {
-            let algorithm = parse_algorithm(&algorithm)
-                .map_err(|e| bad("HERALD_JWT_ALGORITHM", e.to_string()))?;
-            KeySource::Pem {
-                path: PathBuf::from(path),
-                algorithm,
-            }
+            let algorithm = parse_algorithm(&algorithm).map_err(|e| bad("HERALD_JWT_ALGORITHM", e.to_string()))?;
+            KeySource::Pem { path: PathBuf::from(path), algorithm }
         } else if algorithm == "HS256" {
             KeySource::Secret(v.required("HERALD_JWT_SECRET")?)
         } else {
-            return Err(bad(
-                "HERALD_JWT_PUBLIC_KEY_FILE",
-                format!("is required for {algorithm}"),
-            ));
+            return Err(bad("HERALD_JWT_PUBLIC_KEY_FILE", format!("is required for {algorithm}")));
         };
         let origins = v.string("HERALD_ALLOWED_ORIGINS", "");
         Ok(Config {
@@ -122,17 +112,11 @@ impl Config {
                 frame_burst: v.parse("HERALD_FRAME_BURST", 200.0)?,
                 outbound_frames: v.parse("HERALD_OUTBOUND_MAX_FRAMES", 256)?,
                 outbound_bytes: v.parse("HERALD_OUTBOUND_MAX_BYTES", 1024 * 1024)?,
-                write_timeout: v
-                    .seconds("HERALD_WRITE_TIMEOUT_SECONDS", Duration::from_secs(10))?,
+                write_timeout: v.seconds("HERALD_WRITE_TIMEOUT_SECONDS", Duration::from_secs(10))?,
                 tracked_ips: v.parse("HERALD_TRACKED_IPS", 100_000)?,
                 trust_forwarded_for: v.parse("HERALD_TRUST_FORWARDED_FOR", false)?,
             },
-            allowed_origins: origins
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            allowed_origins: origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
             hello_timeout: v.seconds("HERALD_HELLO_TIMEOUT_SECONDS", Duration::from_secs(10))?,
             replay_batch: v.parse("HERALD_REPLAY_BATCH", 256)?,
             replay_timeout: v.seconds("HERALD_REPLAY_TIMEOUT_SECONDS", Duration::from_secs(5))?,
@@ -140,10 +124,7 @@ impl Config {
             drain_period: v.seconds("HERALD_DRAIN_SECONDS", Duration::from_secs(10))?,
             ping_interval: v.seconds("HERALD_PING_SECONDS", Duration::from_secs(30))?,
             revocation_bucket: v.string("HERALD_REVOCATION_BUCKET", "HERALD_REVOKED"),
-            revocation_ttl: v.seconds(
-                "HERALD_REVOCATION_TTL_SECONDS",
-                Duration::from_secs(30 * 24 * 3600),
-            )?,
+            revocation_ttl: v.seconds("HERALD_REVOCATION_TTL_SECONDS", Duration::from_secs(30 * 24 * 3600))?,
             replicas: v.parse("HERALD_STREAM_REPLICAS", 1)?,
         })
     }

@@ -29,11 +29,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 }
 
@@ -47,16 +43,10 @@ impl IntoResponse for ApiError {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/ws", get(ws))
-        .route(
-            "/v1/admin/revocations",
-            get(admin::list).post(admin::revoke),
-        )
+        .route("/v1/admin/revocations", get(admin::list).post(admin::revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(|State(st): State<Arc<AppState>>| async move { st.metrics.render() }),
-        )
+        .route("/metrics", get(|State(st): State<Arc<AppState>>| async move { st.metrics.render() }))
         .with_state(state)
 }
 
@@ -84,22 +74,11 @@ async fn ws(
         ApiError::new(status, reason, message)
     };
     if !st.ready.load(Ordering::Relaxed) {
-        return Err(refuse(
-            "unavailable",
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this gateway is not serving",
-        ));
+        return Err(refuse("unavailable", StatusCode::SERVICE_UNAVAILABLE, "this gateway is not serving"));
     }
     if let Some(q) = uri.query()
-        && q.split('&').any(|kv| {
-            TOKEN_PARAMS.contains(
-                &kv.split('=')
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase()
-                    .as_str(),
-            )
-        })
+        && q.split('&')
+            .any(|kv| TOKEN_PARAMS.contains(&kv.split('=').next().unwrap_or("").to_ascii_lowercase().as_str()))
     {
         return Err(refuse(
             "token_in_url",
@@ -108,19 +87,11 @@ async fn ws(
         ));
     }
     if !origin_allowed(&st.config.allowed_origins, &headers) {
-        return Err(refuse(
-            "origin",
-            StatusCode::FORBIDDEN,
-            "this origin is not allowed",
-        ));
+        return Err(refuse("origin", StatusCode::FORBIDDEN, "this origin is not allowed"));
     }
     let ip = client_ip(peer, &headers, st.config.limits.trust_forwarded_for);
     if !st.connect_limit.allow(ip) {
-        return Err(refuse(
-            "rate_limited",
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from this address",
-        ));
+        return Err(refuse("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"));
     }
     let header_claims = match bearer(&headers) {
         None => None,
@@ -128,20 +99,12 @@ async fn ws(
             Ok(c) => Some(c),
             Err(e) => {
                 st.metrics.auth_failure(e.code());
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    e.to_string(),
-                ));
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()));
             }
         },
     };
     let Some(slot) = OpenSlot::take(&st) else {
-        return Err(refuse(
-            "full",
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this gateway is at its connection limit",
-        ));
+        return Err(refuse("full", StatusCode::SERVICE_UNAVAILABLE, "this gateway is at its connection limit"));
     };
     let max = st.config.limits.max_frame_bytes;
     let tracker = st.sessions.clone();
@@ -187,7 +150,5 @@ fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded: bool) -> Ip
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .map(str::trim)
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
 }

@@ -21,10 +21,7 @@ pub struct Key {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("HERALD_JWT_ALGORITHM {0:?} is not one of HS256, RS256, ES256, EdDSA")]
@@ -57,27 +54,18 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
-            .field("keys", &self.current().len())
-            .finish()
+        f.debug_struct("Keyring").field("keys", &self.current().len()).finish()
     }
 }
 
 impl Keyring {
     pub fn load(source: KeySource) -> Result<Self, KeyError> {
         let (keys, mtime) = read(&source)?;
-        Ok(Keyring {
-            source,
-            keys: RwLock::new((Arc::new(keys), mtime)),
-        })
+        Ok(Keyring { source, keys: RwLock::new((Arc::new(keys), mtime)) })
     }
 
     pub fn current(&self) -> Arc<Vec<Key>> {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
 
     /// Reads a JWKS file again if it changed; keeps the old keys if the new file is broken.
@@ -102,22 +90,13 @@ fn modified(path: &Path) -> Option<SystemTime> {
 fn read(source: &KeySource) -> Result<(Vec<Key>, Option<SystemTime>), KeyError> {
     match source {
         KeySource::Secret(s) => Ok((
-            vec![Key {
-                kid: None,
-                algorithm: Algorithm::HS256,
-                key: DecodingKey::from_secret(s.as_bytes()),
-            }],
+            vec![Key { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(s.as_bytes()) }],
             None,
         )),
         KeySource::Pem { path, algorithm } => {
-            let pem = std::fs::read(path).map_err(|e| KeyError::Read {
-                path: path.clone(),
-                source: e,
-            })?;
-            let invalid = |e: jsonwebtoken::errors::Error| KeyError::Invalid {
-                path: path.clone(),
-                message: e.to_string(),
-            };
+            let pem = std::fs::read(path).map_err(|e| KeyError::Read { path: path.clone(), source: e })?;
+            let invalid =
+                |e: jsonwebtoken::errors::Error| KeyError::Invalid { path: path.clone(), message: e.to_string() };
             let key = match algorithm {
                 Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem).map_err(invalid)?,
                 Algorithm::ES256 => DecodingKey::from_ec_pem(&pem).map_err(invalid)?,
@@ -129,37 +108,19 @@ fn read(source: &KeySource) -> Result<(Vec<Key>, Option<SystemTime>), KeyError> 
                     });
                 }
             };
-            Ok((
-                vec![Key {
-                    kid: None,
-                    algorithm: *algorithm,
-                    key,
-                }],
-                modified(path),
-            ))
+            Ok((vec![Key { kid: None, algorithm: *algorithm, key }], modified(path)))
         }
         KeySource::Jwks(path) => {
             let mtime = modified(path);
-            let text = std::fs::read(path).map_err(|e| KeyError::Read {
-                path: path.clone(),
-                source: e,
-            })?;
-            let set: JwkSet = serde_json::from_slice(&text).map_err(|e| KeyError::Invalid {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let text = std::fs::read(path).map_err(|e| KeyError::Read { path: path.clone(), source: e })?;
+            let set: JwkSet = serde_json::from_slice(&text)
+                .map_err(|e| KeyError::Invalid { path: path.clone(), message: e.to_string() })?;
             let mut keys = Vec::new();
             for jwk in &set.keys {
-                keys.push(jwk_key(jwk).map_err(|message| KeyError::Invalid {
-                    path: path.clone(),
-                    message,
-                })?);
+                keys.push(jwk_key(jwk).map_err(|message| KeyError::Invalid { path: path.clone(), message })?);
             }
             if keys.is_empty() {
-                return Err(KeyError::Invalid {
-                    path: path.clone(),
-                    message: "no keys".into(),
-                });
+                return Err(KeyError::Invalid { path: path.clone(), message: "no keys".into() });
             }
             Ok((keys, mtime))
         }
@@ -174,23 +135,15 @@ fn jwk_key(jwk: &Jwk) -> Result<Key, String> {
         AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
         AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
         _ => {
-            return Err(format!(
-                "key {kid:?}: only RSA, EC P-256 and Ed25519 public keys are accepted"
-            ));
+            return Err(format!("key {kid:?}: only RSA, EC P-256 and Ed25519 public keys are accepted"));
         }
     };
     if let Some(alg) = jwk.common.key_algorithm {
         let named = format!("{alg:?}");
         if named != format!("{algorithm:?}") {
-            return Err(format!(
-                "key {kid:?}: alg {named} does not match its key type"
-            ));
+            return Err(format!("key {kid:?}: alg {named} does not match its key type"));
         }
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
-    Ok(Key {
-        kid,
-        algorithm,
-        key,
-    })
+    Ok(Key { kid, algorithm, key })
 }

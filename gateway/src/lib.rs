@@ -44,11 +44,7 @@ pub enum RunError {
     Http(#[from] std::io::Error),
 }
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let keyring = keys::Keyring::load(config.auth.keys.clone())?;
     let events = Arc::new(Events::default());
     let client = {
@@ -71,13 +67,7 @@ pub async fn run(
             .await?
     };
     let js = async_nats::jetstream::new(client.clone());
-    let store = revocation::bucket(
-        &js,
-        &config.revocation_bucket,
-        config.revocation_ttl,
-        config.replicas,
-    )
-    .await?;
+    let store = revocation::bucket(&js, &config.revocation_bucket, config.revocation_ttl, config.replicas).await?;
     let drain_period = config.drain_period;
     let state = Arc::new(state::AppState::new(state::Parts {
         verifier: auth::Verifier::new(&config.auth, keyring),
@@ -130,23 +120,14 @@ pub async fn run(
             state.ready.store(false, Ordering::Relaxed);
         }
     };
-    axum::serve(
-        listener,
-        http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(serve_shutdown)
-    .await?;
+    axum::serve(listener, http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(serve_shutdown)
+        .await?;
 
     // Sessions saw the same cancellation: they sent `reconnect` and close by the period's end.
     state.sessions.close();
-    if tokio::time::timeout(drain_period + Duration::from_secs(2), state.sessions.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            left = state.sessions.len(),
-            "drain period ended with sessions open"
-        );
+    if tokio::time::timeout(drain_period + Duration::from_secs(2), state.sessions.wait()).await.is_err() {
+        warn!(left = state.sessions.len(), "drain period ended with sessions open");
     }
     background.cancel();
     let _ = client.drain().await;

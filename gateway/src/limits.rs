@@ -24,12 +24,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: f64, max_ips: usize) -> Self {
-        RateLimiter {
-            rate,
-            burst: burst.max(1.0),
-            max_ips: max_ips.max(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { rate, burst: burst.max(1.0), max_ips: max_ips.max(1), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `ip`; false when it has none left.
@@ -42,10 +37,7 @@ impl RateLimiter {
         if buckets.len() >= self.max_ips && !buckets.contains_key(&ip) {
             evict_idle_half(&mut buckets);
         }
-        let b = buckets.entry(ip).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
+        let b = buckets.entry(ip).or_insert(Bucket { tokens: self.burst, at: now });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
         b.at = now;
@@ -90,10 +82,7 @@ mod tests {
         let l = RateLimiter::new(1.0, 1.0, 64);
         let t = Instant::now();
         for i in 0..10_000u32 {
-            l.allow_at(
-                IpAddr::from(i.to_be_bytes()),
-                t + Duration::from_micros(i as u64),
-            );
+            l.allow_at(IpAddr::from(i.to_be_bytes()), t + Duration::from_micros(i as u64));
         }
         assert!(l.buckets.lock().unwrap().len() <= 64);
     }

@@ -43,49 +43,28 @@ pub struct UserLog {
 
 impl UserLog {
     pub fn new(client: Client, timeout: Duration) -> Self {
-        UserLog {
-            client,
-            api: format!("$JS.API.DIRECT.GET.{USER_STREAM}"),
-            timeout,
-        }
+        UserLog { client, api: format!("$JS.API.DIRECT.GET.{USER_STREAM}"), timeout }
     }
 
     /// The newest sequence stored for `subject`, 0 if none.
     pub async fn last_seq(&self, subject: &str) -> Result<u64, LogError> {
         let body = json!({ "last_by_subj": subject }).to_string();
-        let reply = tokio::time::timeout(
-            self.timeout,
-            self.client.request(self.api.clone(), body.into()),
-        )
-        .await
-        .map_err(|_| LogError::Timeout)?
-        .map_err(|e| LogError::Request(e.to_string()))?;
+        let reply = tokio::time::timeout(self.timeout, self.client.request(self.api.clone(), body.into()))
+            .await
+            .map_err(|_| LogError::Timeout)?
+            .map_err(|e| LogError::Request(e.to_string()))?;
         match reply.status.map(|s| s.as_u16()) {
             Some(404) => Ok(0),
-            None | Some(200) => {
-                Ok(header_u64(reply.headers.as_ref(), "Nats-Sequence").unwrap_or(0))
-            }
-            Some(s) => Err(LogError::Status(format!(
-                "{s} {}",
-                reply.description.unwrap_or_default()
-            ))),
+            None | Some(200) => Ok(header_u64(reply.headers.as_ref(), "Nats-Sequence").unwrap_or(0)),
+            Some(s) => Err(LogError::Status(format!("{s} {}", reply.description.unwrap_or_default()))),
         }
     }
 
     /// Up to `batch` entries of `subject` with sequence ≥ `from`, in order. Fewer than `batch`
     /// means there are no more right now.
-    pub async fn batch(
-        &self,
-        subject: &str,
-        from: u64,
-        batch: usize,
-    ) -> Result<Vec<Entry>, LogError> {
+    pub async fn batch(&self, subject: &str, from: u64, batch: usize) -> Result<Vec<Entry>, LogError> {
         let inbox = self.client.new_inbox();
-        let mut sub = self
-            .client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| LogError::Request(e.to_string()))?;
+        let mut sub = self.client.subscribe(inbox.clone()).await.map_err(|e| LogError::Request(e.to_string()))?;
         let body = json!({ "seq": from, "next_by_subj": subject, "batch": batch }).to_string();
         self.client
             .publish_with_reply(self.api.clone(), inbox, body.into())
@@ -108,10 +87,7 @@ impl UserLog {
                     }
                 }
                 Some(s) => {
-                    return Err(LogError::Status(format!(
-                        "{s} {}",
-                        msg.description.unwrap_or_default()
-                    )));
+                    return Err(LogError::Status(format!("{s} {}", msg.description.unwrap_or_default())));
                 }
             }
         }

@@ -66,108 +66,61 @@ impl Metrics {
         let failures = labelled(&self.auth_failures);
         let refused = labelled(&self.refused_connections);
         let mut r = Render::default();
-        r.gauge(
-            "herald_gateway_connections",
-            "Open WebSocket connections.",
-            self.connections.get(),
-        )
-        .counter(
-            "herald_gateway_handshakes_total",
-            "Authenticated handshakes.",
-            "",
-            self.handshakes.get(),
-        )
-        .counters(
-            "herald_gateway_auth_failures_total",
-            "Refused tokens and handshakes by reason.",
-            failures.iter().map(|(l, n)| (l.as_str(), *n)),
-        )
-        .counters(
-            "herald_gateway_refused_total",
-            "Upgrades refused before the WebSocket opened, by reason.",
-            refused.iter().map(|(l, n)| (l.as_str(), *n)),
-        )
-        .counter(
-            "herald_gateway_slow_closes_total",
-            "Sessions closed 4029 as too slow.",
-            "",
-            self.slow_closes.get(),
-        )
-        .counter(
-            "herald_gateway_ping_timeouts_total",
-            "Peers that did not answer a ping.",
-            "",
-            self.ping_timeouts.get(),
-        )
-        .counter(
-            "herald_gateway_revoked_closes_total",
-            "Open sessions closed by a revocation.",
-            "",
-            self.revoked_closes.get(),
-        )
-        .counter(
-            "herald_gateway_rate_limited_total",
-            "Sessions closed for too many frames.",
-            "",
-            self.rate_limited.get(),
-        )
-        .counter(
-            "herald_gateway_refreshes_total",
-            "In-band token refreshes.",
-            "",
-            self.refreshes.get(),
-        )
-        .counter(
-            "herald_gateway_frames_in_total",
-            "Frames received after hello.",
-            "",
-            self.frames_in.get(),
-        )
-        .counter(
-            "herald_gateway_frames_out_total",
-            "Frames sent.",
-            "",
-            self.frames_out.get(),
-        )
-        .counter(
-            "herald_gateway_replays_total",
-            "Replays from a cursor.",
-            "",
-            self.replays.get(),
-        )
-        .counter(
-            "herald_gateway_resets_total",
-            "Cursors too old or unknown.",
-            "",
-            self.resets.get(),
-        )
-        .counter(
-            "herald_gateway_gaps_total",
-            "Live gaps detected.",
-            "",
-            self.gaps.get(),
-        )
-        .counter(
-            "herald_gateway_gap_filled_total",
-            "Notifications fetched from the stream to fill live gaps.",
-            "",
-            self.gap_filled.get(),
-        )
-        .histogram(
-            "herald_gateway_replay_size",
-            "Notifications per replay.",
-            &self.replay_sizes,
-        )
-        .histogram(
-            "herald_gateway_replay_seconds",
-            "Time to replay.",
-            &self.replay_seconds,
-        )
-        .histogram(
-            "herald_gateway_push_latency_seconds",
-            "From acceptance by HERALD_IN to the live push.",
-            &self.push_latency,
-        );
+        r.gauge("herald_gateway_connections", "Open WebSocket connections.", self.connections.get())
+            .counter("herald_gateway_handshakes_total", "Authenticated handshakes.", "", self.handshakes.get())
+            .counters(
+                "herald_gateway_auth_failures_total",
+                "Refused tokens and handshakes by reason.",
+                failures.iter().map(|(l, n)| (l.as_str(), *n)),
+            )
+            .counters(
+                "herald_gateway_refused_total",
+                "Upgrades refused before the WebSocket opened, by reason.",
+                refused.iter().map(|(l, n)| (l.as_str(), *n)),
+            )
+            .counter(
+                "herald_gateway_slow_closes_total",
+                "Sessions closed 4029 as too slow.",
+                "",
+                self.slow_closes.get(),
+            )
+            .counter(
+                "herald_gateway_ping_timeouts_total",
+                "Peers that did not answer a ping.",
+                "",
+                self.ping_timeouts.get(),
+            )
+            .counter(
+                "herald_gateway_revoked_closes_total",
+                "Open sessions closed by a revocation.",
+                "",
+                self.revoked_closes.get(),
+            )
+            .counter(
+                "herald_gateway_rate_limited_total",
+                "Sessions closed for too many frames.",
+                "",
+                self.rate_limited.get(),
+            )
+            .counter("herald_gateway_refreshes_total", "In-band token refreshes.", "", self.refreshes.get())
+            .counter("herald_gateway_frames_in_total", "Frames received after hello.", "", self.frames_in.get())
+            .counter("herald_gateway_frames_out_total", "Frames sent.", "", self.frames_out.get())
+            .counter("herald_gateway_replays_total", "Replays from a cursor.", "", self.replays.get())
+            .counter("herald_gateway_resets_total", "Cursors too old or unknown.", "", self.resets.get())
+            .counter("herald_gateway_gaps_total", "Live gaps detected.", "", self.gaps.get())
+            .counter(
+                "herald_gateway_gap_filled_total",
+                "Notifications fetched from the stream to fill live gaps.",
+                "",
+                self.gap_filled.get(),
+            )
+            .histogram("herald_gateway_replay_size", "Notifications per replay.", &self.replay_sizes)
+            .histogram("herald_gateway_replay_seconds", "Time to replay.", &self.replay_seconds)
+            .histogram(
+                "herald_gateway_push_latency_seconds",
+                "From acceptance by HERALD_IN to the live push.",
+                &self.push_latency,
+            );
         r.finish()
     }
 }
@@ -182,10 +135,5 @@ fn bump(series: &Mutex<Vec<(&'static str, u64)>>, reason: &'static str) {
 }
 
 fn labelled(series: &Mutex<Vec<(&'static str, u64)>>) -> Vec<(String, u64)> {
-    series
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(r, n)| (format!("reason=\"{r}\""), *n))
-        .collect()
+    series.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(r, n)| (format!("reason=\"{r}\""), *n)).collect()
 }

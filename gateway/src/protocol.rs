@@ -37,19 +37,14 @@ impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| {
             // serde's message can quote the frame (and a token in it); keep only its category.
-            let what = if e.is_data() {
-                "unknown frame type or bad field"
-            } else {
-                "not a JSON frame"
-            };
+            let what = if e.is_data() { "unknown frame type or bad field" } else { "not a JSON frame" };
             what.to_owned()
         })
     }
 }
 
 pub fn welcome(user: &str, session: &str, expires_at: u64) -> String {
-    json!({"type": "welcome", "user": user, "session": session, "expires_at": expires_at})
-        .to_string()
+    json!({"type": "welcome", "user": user, "session": session, "expires_at": expires_at}).to_string()
 }
 
 /// `payload` is the stored notification object's JSON.
@@ -57,11 +52,7 @@ pub fn notification(cursor: u64, replay: bool, payload: &str) -> String {
     let mut s = String::with_capacity(payload.len() + 64);
     s.push_str(r#"{"type":"notification","cursor":""#);
     s.push_str(cursor.to_string().as_str());
-    s.push_str(if replay {
-        r#"","replay":true,"notification":"#
-    } else {
-        r#"","replay":false,"notification":"#
-    });
+    s.push_str(if replay { r#"","replay":true,"notification":"# } else { r#"","replay":false,"notification":"# });
     s.push_str(payload);
     s.push('}');
     s
@@ -110,17 +101,11 @@ mod tests {
     fn parses_client_frames_and_refuses_others() {
         assert_eq!(
             ClientFrame::parse(r#"{"type":"hello","token":"t"}"#).unwrap(),
-            ClientFrame::Hello {
-                token: Some("t".into()),
-                cursor: None
-            }
+            ClientFrame::Hello { token: Some("t".into()), cursor: None }
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"hello","cursor":null}"#).unwrap(),
-            ClientFrame::Hello {
-                token: None,
-                cursor: None
-            }
+            ClientFrame::Hello { token: None, cursor: None }
         );
         assert!(ClientFrame::parse(r#"{"type":"subscribe"}"#).is_err());
         assert!(ClientFrame::parse("{").is_err());

@@ -67,12 +67,7 @@ impl Revocations {
             .get(&c.sub)
             .is_some_and(|r| c.iat.is_none_or(|iat| iat <= r.at));
         user_revoked
-            || c.jti.as_ref().is_some_and(|j| {
-                self.jtis
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains_key(j)
-            })
+            || c.jti.as_ref().is_some_and(|j| self.jtis.read().unwrap_or_else(|p| p.into_inner()).contains_key(j))
     }
 
     pub fn list(&self) -> Vec<(Target, String, Revocation)> {
@@ -136,29 +131,16 @@ pub async fn bucket(
     .map_err(|e| RevocationError::Bucket(e.to_string()))
 }
 
-pub async fn revoke(
-    store: &kv::Store,
-    target: Target,
-    id: &str,
-    r: &Revocation,
-) -> Result<(), RevocationError> {
+pub async fn revoke(store: &kv::Store, target: Target, id: &str, r: &Revocation) -> Result<(), RevocationError> {
     let key = format!("{}{}", target.prefix(), token(id));
     let value = serde_json::to_vec(r).expect("a revocation serializes");
-    store
-        .put(key, value.into())
-        .await
-        .map_err(|e| RevocationError::Bucket(e.to_string()))?;
+    store.put(key, value.into()).await.map_err(|e| RevocationError::Bucket(e.to_string()))?;
     Ok(())
 }
 
 /// Loads the bucket into `mirror`, then follows it until the process ends; `loaded` fires once
 /// the mirror holds everything that was in the bucket at start.
-pub async fn follow(
-    store: kv::Store,
-    mirror: &Revocations,
-    events: &Events,
-    loaded: tokio::sync::oneshot::Sender<()>,
-) {
+pub async fn follow(store: kv::Store, mirror: &Revocations, events: &Events, loaded: tokio::sync::oneshot::Sender<()>) {
     let mut loaded = Some(loaded);
     loop {
         let empty = matches!(store.status().await, Ok(s) if s.values() == 0);

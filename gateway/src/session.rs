@@ -44,47 +44,25 @@ enum End {
 
 impl End {
     fn auth(e: AuthError) -> Self {
-        End::Close {
-            code: close::UNAUTHENTICATED,
-            error: "unauthenticated",
-            message: e.to_string(),
-        }
+        End::Close { code: close::UNAUTHENTICATED, error: "unauthenticated", message: e.to_string() }
     }
     fn protocol(message: impl Into<String>) -> Self {
-        End::Close {
-            code: close::PROTOCOL,
-            error: "protocol",
-            message: message.into(),
-        }
+        End::Close { code: close::PROTOCOL, error: "protocol", message: message.into() }
     }
     fn internal(e: impl std::fmt::Display) -> Self {
-        End::Close {
-            code: close::INTERNAL,
-            error: "internal",
-            message: e.to_string(),
-        }
+        End::Close { code: close::INTERNAL, error: "internal", message: e.to_string() }
     }
     fn too_slow(message: &str) -> Self {
-        End::Close {
-            code: close::TOO_SLOW,
-            error: "too_slow",
-            message: message.into(),
-        }
+        End::Close { code: close::TOO_SLOW, error: "too_slow", message: message.into() }
     }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The instant at which a Unix time (seconds) comes.
@@ -93,20 +71,12 @@ fn instant_at(unix_secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(unix_secs.saturating_sub(now))
 }
 
-pub async fn run(
-    mut socket: WebSocket,
-    state: Arc<AppState>,
-    ip: IpAddr,
-    header_claims: Option<Claims>,
-) {
+pub async fn run(mut socket: WebSocket, state: Arc<AppState>, ip: IpAddr, header_claims: Option<Claims>) {
     let end = match handshake(&mut socket, &state, header_claims).await {
         Ok((claims, cursor)) => {
             let mut s = Session {
                 subject: subject::user_subject(&claims.sub),
-                out: Outbound::new(
-                    state.config.limits.outbound_frames,
-                    state.config.limits.outbound_bytes,
-                ),
+                out: Outbound::new(state.config.limits.outbound_frames, state.config.limits.outbound_bytes),
                 events: state.events.subscribe(),
                 generation: Generation::default(),
                 socket,
@@ -126,35 +96,40 @@ pub async fn run(
         Err(end) => end,
     };
     if let End::GoingAway = end {
-        let close = Message::Close(Some(CloseFrame {
-            code: close::GOING_AWAY,
-            reason: "drained".into(),
-        }));
+        let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY, reason: "drained".into() }));
         let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
-    } else if let End::Close {
-        code,
-        error,
-        message,
-    } = end
-    {
+    } else if let End::Close { code, error, message } = end {
         debug!(code, error, %message, "closing session");
         if code == close::TOO_SLOW {
             state.metrics.slow_closes.inc();
         }
         // A client that stopped reading would block these forever; give them a moment.
         let bye = async {
-            socket
-                .send(Message::Text(protocol::error(error, &message).into()))
-                .await?;
-            socket
-                .send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: error.into(),
-                })))
-                .await
+            socket.send(Message::Text(protocol::error(error, &message).into())).await?;
+            socket.send(Message::Close(Some(CloseFrame { code, reason: error.into() }))).await
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+        if tokio::time::timeout(Duration::from_secs(1), bye).await.is_ok_and(|r| r.is_ok()) {
+            linger(&mut socket).await;
+        }
     }
+}
+
+/// After our close frame, waits (up to a second) for the client's close before dropping the
+/// socket. Dropping it with unread input (the rest of an oversized frame, say) makes the kernel
+/// send a reset, which can destroy the close frame before the client reads it.
+async fn linger(socket: &mut WebSocket) {
+    let wait = async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+                // Ended, or unusable after an oversized frame (the stream then reports its end
+                // at once): hold the socket open for the rest of the second.
+                None | Some(Err(_)) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
 }
 
 /// Waits for `hello` and authenticates it (or the upgrade's header token).
@@ -185,9 +160,7 @@ async fn handshake(
         (None, Some(c)) => Ok(c),
         (None, None) => Err(AuthError::Missing),
     };
-    let claims = claims
-        .inspect_err(|e| m.auth_failure(e.code()))
-        .map_err(End::auth)?;
+    let claims = claims.inspect_err(|e| m.auth_failure(e.code())).map_err(End::auth)?;
     m.handshakes.inc();
     Ok((claims, cursor))
 }
@@ -257,28 +230,14 @@ impl Session {
             return Err(End::auth(AuthError::Revoked));
         }
         // Subscribe before reading the stream: see the module comment.
-        let mut live: Subscriber = st
-            .client
-            .subscribe(subject::live_subject(&self.claims.sub))
-            .await
-            .map_err(End::internal)?;
+        let mut live: Subscriber =
+            st.client.subscribe(subject::live_subject(&self.claims.sub)).await.map_err(End::internal)?;
         self.generation = *self.events.borrow_and_update();
         let session_id = st.next_session_id();
-        self.send_now(protocol::welcome(
-            &self.claims.sub,
-            &session_id,
-            self.claims.exp,
-        ))
-        .await?;
+        self.send_now(protocol::welcome(&self.claims.sub, &session_id, self.claims.exp)).await?;
 
         match cursor {
-            None => {
-                self.last = st
-                    .log
-                    .last_seq(&self.subject)
-                    .await
-                    .map_err(End::internal)?
-            }
+            None => self.last = st.log.last_seq(&self.subject).await.map_err(End::internal)?,
             Some(c) => match protocol::parse_cursor(&c) {
                 Some(c) => self.replay(c).await?,
                 None => self.reset("unknown cursor").await?,
@@ -320,10 +279,7 @@ impl Session {
         let exp = instant_at(self.claims.exp);
         next = next.min(exp);
         if !self.warned {
-            next = next.min(
-                exp.checked_sub(cfg.expiry_warning)
-                    .unwrap_or_else(Instant::now),
-            );
+            next = next.min(exp.checked_sub(cfg.expiry_warning).unwrap_or_else(Instant::now));
         }
         if let Some(d) = self.drain_deadline {
             next = next.min(d);
@@ -374,8 +330,7 @@ impl Session {
     async fn on_events(&mut self) -> Result<(), End> {
         let now = *self.events.borrow_and_update();
         let before = std::mem::replace(&mut self.generation, now);
-        if now.revocations != before.revocations && self.state.revocations.is_revoked(&self.claims)
-        {
+        if now.revocations != before.revocations && self.state.revocations.is_revoked(&self.claims) {
             self.state.metrics.revoked_closes.inc();
             return Err(End::auth(AuthError::Revoked));
         }
@@ -404,11 +359,7 @@ impl Session {
         st.metrics.frames_in.inc();
         if !st.frame_limit.allow(self.ip) {
             st.metrics.rate_limited.inc();
-            return Err(End::Close {
-                code: close::TOO_SLOW,
-                error: "rate_limited",
-                message: "too many frames".into(),
-            });
+            return Err(End::Close { code: close::TOO_SLOW, error: "rate_limited", message: "too many frames".into() });
         }
         match ClientFrame::parse(text.as_str()).map_err(End::protocol)? {
             ClientFrame::Hello { .. } => Err(End::protocol("hello was already received")),
@@ -440,17 +391,11 @@ impl Session {
         let st = self.state.clone();
         let batch = st.config.replay_batch.max(1);
         let started = std::time::Instant::now();
-        let first = st
-            .log
-            .batch(&self.subject, cursor, batch)
-            .await
-            .map_err(End::internal)?;
+        let first = st.log.batch(&self.subject, cursor, batch).await.map_err(End::internal)?;
         // The stream drops a user's oldest first, so if the cursor's own message is still there,
         // nothing after it is missing.
         if first.first().map(|e| e.seq) != Some(cursor) {
-            return self
-                .reset("cursor is older than the stream keeps, or unknown")
-                .await;
+            return self.reset("cursor is older than the stream keeps, or unknown").await;
         }
         self.last = cursor;
         let mut count = 0u64;
@@ -462,11 +407,7 @@ impl Session {
             let write = async {
                 for e in entries.iter().filter(|e| e.seq > from) {
                     let payload = std::str::from_utf8(&e.payload).unwrap_or("null");
-                    self.socket
-                        .feed(Message::Text(
-                            protocol::notification(e.seq, true, payload).into(),
-                        ))
-                        .await?;
+                    self.socket.feed(Message::Text(protocol::notification(e.seq, true, payload).into())).await?;
                     self.last = e.seq;
                     count += 1;
                 }
@@ -480,30 +421,18 @@ impl Session {
             if !full {
                 break;
             }
-            entries = st
-                .log
-                .batch(&self.subject, self.last + 1, batch)
-                .await
-                .map_err(End::internal)?;
+            entries = st.log.batch(&self.subject, self.last + 1, batch).await.map_err(End::internal)?;
         }
         st.metrics.frames_out.add(count);
         st.metrics.replays.inc();
         st.metrics.replay_sizes.observe(count as f64);
-        st.metrics
-            .replay_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.send_now(protocol::replayed(Some(self.last), count))
-            .await
+        st.metrics.replay_seconds.observe(started.elapsed().as_secs_f64());
+        self.send_now(protocol::replayed(Some(self.last), count)).await
     }
 
     async fn reset(&mut self, reason: &str) -> Result<(), End> {
         self.state.metrics.resets.inc();
-        self.last = self
-            .state
-            .log
-            .last_seq(&self.subject)
-            .await
-            .map_err(End::internal)?;
+        self.last = self.state.log.last_seq(&self.subject).await.map_err(End::internal)?;
         self.send_now(protocol::reset(reason)).await
     }
 
@@ -527,11 +456,7 @@ impl Session {
         let st = self.state.clone();
         let batch = st.config.replay_batch.max(1);
         loop {
-            let entries = st
-                .log
-                .batch(&self.subject, self.last + 1, batch)
-                .await
-                .map_err(End::internal)?;
+            let entries = st.log.batch(&self.subject, self.last + 1, batch).await.map_err(End::internal)?;
             let full = entries.len() >= batch;
             for e in entries.iter().filter(|e| e.seq < before) {
                 self.push(e)?;
@@ -549,18 +474,13 @@ impl Session {
         self.queue(protocol::notification(e.seq, false, payload))?;
         self.last = e.seq;
         if let Some(at) = e.accepted_at_ms {
-            self.state
-                .metrics
-                .push_latency
-                .observe((now_ms() - at).max(0) as f64 / 1000.0);
+            self.state.metrics.push_latency.observe((now_ms() - at).max(0) as f64 / 1000.0);
         }
         Ok(())
     }
 
     fn queue(&mut self, frame: String) -> Result<(), End> {
-        self.out
-            .push(frame)
-            .map_err(|_| End::too_slow("outbound queue full"))?;
+        self.out.push(frame).map_err(|_| End::too_slow("outbound queue full"))?;
         self.state.metrics.frames_out.inc();
         Ok(())
     }

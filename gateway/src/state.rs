@@ -52,11 +52,7 @@ impl AppState {
         let l = &p.config.limits;
         AppState {
             log: UserLog::new(p.client.clone(), p.config.replay_timeout),
-            connect_limit: RateLimiter::new(
-                l.connects_per_ip_per_sec,
-                l.connect_burst,
-                l.tracked_ips,
-            ),
+            connect_limit: RateLimiter::new(l.connects_per_ip_per_sec, l.connect_burst, l.tracked_ips),
             frame_limit: RateLimiter::new(l.frames_per_ip_per_sec, l.frame_burst, l.tracked_ips),
             verifier: p.verifier,
             client: p.client,
@@ -76,11 +72,7 @@ impl AppState {
 
     /// Unique per process and across restarts (random prefix), cheap to make.
     pub fn next_session_id(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.session_prefix,
-            self.session_counter.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{}-{:x}", self.session_prefix, self.session_counter.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A user token: valid and not revoked.
@@ -100,12 +92,7 @@ impl OpenSlot {
     /// A slot, unless the process is at its connection cap.
     pub fn take(state: &std::sync::Arc<AppState>) -> Option<Self> {
         let max = state.config.limits.max_connections;
-        state
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
+        state.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
         state.metrics.connections.inc();
         Some(OpenSlot(state.clone()))
     }

@@ -9,31 +9,20 @@ use anyhow::{Context, bail};
 
 /// The repository root (tools are installed under it by `scripts/test`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 fn tool(var: &str, default: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(default));
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default));
     if !path.exists() {
-        bail!(
-            "{} not found: run scripts/test (or scripts/install-tools), or set {var}",
-            path.display()
-        );
+        bail!("{} not found: run scripts/test (or scripts/install-tools), or set {var}", path.display());
     }
     Ok(path)
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding an ephemeral port")
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
@@ -60,27 +49,36 @@ fn kill(child: &mut Child) {
 pub struct NatsServer {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl NatsServer {
     pub fn start() -> anyhow::Result<Self> {
-        let bin = tool("HERALD_NATS_SERVER", ".tools/py/bin/nats-server")?;
         let dir = tempfile::tempdir()?;
         let port = free_port();
+        let child = Self::spawn(port, dir.path())?;
+        Ok(NatsServer { child, port, dir })
+    }
+
+    fn spawn(port: u16, dir: &Path) -> anyhow::Result<Child> {
+        let bin = tool("HERALD_NATS_SERVER", ".tools/py/bin/nats-server")?;
         let mut child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting nats-server")?;
         wait_for_port(port, &mut child, "nats-server")?;
-        Ok(NatsServer {
-            child,
-            port,
-            _dir: dir,
-        })
+        Ok(child)
+    }
+
+    /// Kills the server and starts it again on the same port and store, as a crash and a
+    /// restart would; clients see a disconnect and reconnect.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        kill(&mut self.child);
+        self.child = Self::spawn(self.port, self.dir.path())?;
+        Ok(())
     }
 
     pub fn url(&self) -> String {
@@ -104,11 +102,7 @@ pub struct Dynalite {
 
 impl Dynalite {
     pub fn start() -> anyhow::Result<Self> {
-        let mut d = Dynalite {
-            child: None,
-            port: free_port(),
-            dir: tempfile::tempdir()?,
-        };
+        let mut d = Dynalite { child: None, port: free_port(), dir: tempfile::tempdir()? };
         d.resume()?;
         Ok(d)
     }
@@ -124,20 +118,9 @@ impl Dynalite {
     }
 
     pub fn resume(&mut self) -> anyhow::Result<()> {
-        let bin = tool(
-            "HERALD_DYNALITE",
-            ".tools/dynalite/node_modules/.bin/dynalite",
-        )?;
+        let bin = tool("HERALD_DYNALITE", ".tools/dynalite/node_modules/.bin/dynalite")?;
         let mut child = Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--createTableMs",
-                "50",
-                "--port",
-                &self.port.to_string(),
-                "--path",
-            ])
+            .args(["--host", "127.0.0.1", "--createTableMs", "50", "--port", &self.port.to_string(), "--path"])
             .arg(self.dir.path().join("db"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

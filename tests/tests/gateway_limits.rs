@@ -1,0 +1,228 @@
+//! Limits and slow clients on the real gateway: frame size, malformed frames, per-IP rates, the
+//! connection cap, the hello deadline, pings, a client that stops reading, and NATS restarts.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use herald_client::{Connection, Event, NotificationRequest, Recipients};
+use herald_tests::stack::{drain_events, http_get, next_event};
+use herald_tests::{Stack, StackOptions};
+use tokio_tungstenite::tungstenite::Message;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn closed_with(events: &[Event], code: u16) -> bool {
+    events.iter().any(|e| matches!(e, Event::Closed { code: Some(c), .. } if *c == code))
+}
+
+async fn metric(stack: &Stack, name: &str) -> anyhow::Result<f64> {
+    let body = http_get(&format!("http://{}/metrics", stack.gateway_addr(0))).await?.1;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+#[tokio::test]
+async fn a_4_mib_frame_or_a_broken_one_is_refused_with_4008_and_the_gateway_still_serves() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions::default()).await?;
+    // As a browser does: one task sends the 4 MiB frame while another keeps reading.
+    let (ws, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
+    let (mut tx, mut rx) = ws.split();
+    let hello = serde_json::json!({"type":"hello","token": stack.token("big")}).to_string();
+    tx.send(Message::Text(hello.into())).await?;
+    let sender = tokio::spawn(async move { tx.send(Message::Text("x".repeat(4 * 1024 * 1024).into())).await });
+    let mut code = None;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), rx.next()).await {
+        if let Message::Close(Some(f)) = m {
+            code = Some(u16::from(f.code));
+        }
+    }
+    assert_eq!(code, Some(4008));
+    let _ = sender.await;
+
+    for bad in ["{not json", r#"{"type":"subscribe"}"#, r#"{"type":"hello","token":"t"}"#] {
+        let mut c = stack.connect("bad", None).await?;
+        c.send_text(bad).await?;
+        assert!(closed_with(&drain_events(&mut c, Duration::from_secs(2)).await, 4008), "{bad}");
+    }
+    let mut ok = stack.connect("fine", None).await?;
+    stack.publish("served", &["fine"]).await?;
+    assert!(matches!(next_event(&mut ok).await?, Event::Notification { .. }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn per_ip_rates_and_the_connection_cap_refuse_with_429_4029_and_503() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        env: env(&[
+            ("HERALD_CONNECT_BURST", "4"),
+            ("HERALD_CONNECTS_PER_IP_PER_SEC", "0.01"),
+            ("HERALD_FRAME_BURST", "20"),
+            ("HERALD_FRAMES_PER_IP_PER_SEC", "1"),
+            ("HERALD_MAX_CONNECTIONS", "3"),
+        ]),
+        ..Default::default()
+    })
+    .await?;
+    let mut a = stack.connect("r1", None).await?;
+    let _b = stack.connect("r2", None).await?;
+    let _c = stack.connect("r3", None).await?;
+    let full = Connection::connect(&stack.ws_url(0), &stack.token("r4"), None).await.err().expect("cap");
+    assert!(full.to_string().contains("503"), "{full}");
+    let limited = Connection::connect(&stack.ws_url(0), &stack.token("r5"), None).await.err().expect("rate");
+    assert!(limited.to_string().contains("429"), "{limited}");
+
+    for _ in 0..40 {
+        a.ack("1").await?;
+    }
+    assert!(closed_with(&drain_events(&mut a, Duration::from_secs(2)).await, 4029));
+    assert!(metric(&stack, "herald_gateway_refused_total").await? >= 2.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_hello_in_time_is_4001_and_a_peer_that_never_answers_pings_is_closed() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        env: env(&[("HERALD_HELLO_TIMEOUT_SECONDS", "0.5"), ("HERALD_PING_SECONDS", "0.4")]),
+        ..Default::default()
+    })
+    .await?;
+    let (mut silent, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
+    let mut saw_4001 = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), silent.next()).await {
+        if let Message::Close(Some(f)) = m {
+            saw_4001 = u16::from(f.code) == 4001;
+        }
+    }
+    assert!(saw_4001);
+
+    // This one authenticates, then never reads again, so it never answers a ping.
+    let (mut mute, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
+    let hello = serde_json::json!({"type":"hello","token": stack.token("mute")}).to_string();
+    mute.send(Message::Text(hello.into())).await?;
+    // A reading client answers pings (tungstenite does it while reading) and stays.
+    let mut alive = stack.connect("alive", None).await?;
+    assert!(drain_events(&mut alive, Duration::from_secs(2)).await.is_empty(), "alive was not closed");
+    assert!(metric(&stack, "herald_gateway_ping_timeouts_total").await? >= 1.0);
+    stack.publish("still-alive", &["alive"]).await?;
+    assert!(matches!(next_event(&mut alive).await?, Event::Notification { .. }));
+    drop(mute);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_4029_others_stay_fast_and_it_loses_nothing() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        env: env(&[("HERALD_OUTBOUND_MAX_FRAMES", "16"), ("HERALD_WRITE_TIMEOUT_SECONDS", "2")]),
+        ..Default::default()
+    })
+    .await?;
+    let mut slow = stack.connect("slow", None).await?;
+    let mut fast = stack.connect("fast", None).await?;
+    stack.publish("slow-0", &["slow"]).await?;
+    let Event::Notification { cursor, .. } = next_event(&mut slow).await? else { panic!() };
+
+    // ~60 KB each, far more than the socket buffers hold: the slow client's queue must fill.
+    let body = "y".repeat(60_000);
+    let total = 250;
+    let mut publishes = Vec::new();
+    for i in 1..total {
+        let req = NotificationRequest {
+            id: format!("slow-{i}"),
+            recipients: Recipients { users: vec!["slow".into()], teams: vec![] },
+            kind: "bulk".into(),
+            title: "big".into(),
+            body: Some(body.clone()),
+            data: None,
+            created_at: None,
+        };
+        let p = stack.publisher.clone();
+        publishes.push(tokio::spawn(async move { p.publish("test", &req).await }));
+        if i % 25 == 0 {
+            // The fast client keeps getting its own notifications promptly meanwhile.
+            let started = std::time::Instant::now();
+            stack.publish(&format!("fast-{i}"), &["fast"]).await?;
+            assert!(matches!(next_event(&mut fast).await?, Event::Notification { .. }));
+            assert!(started.elapsed() < Duration::from_secs(2), "fast client slowed: {:?}", started.elapsed());
+        }
+    }
+    for p in publishes {
+        p.await??;
+    }
+    let mut closed = false;
+    for _ in 0..200 {
+        if metric(&stack, "herald_gateway_slow_closes_total").await? >= 1.0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "the slow client was not closed");
+    // Its session and queue are gone.
+    assert_eq!(metric(&stack, "herald_gateway_connections").await?, 1.0);
+
+    // It reads what reached it, sees 4029, reconnects from its last cursor, misses nothing.
+    let mut seen = vec!["slow-0".to_owned()];
+    let mut last = cursor;
+    let mut code = None;
+    loop {
+        match next_event(&mut slow).await {
+            Ok(Event::Notification { notification, cursor, .. }) => {
+                seen.push(notification.id);
+                last = cursor;
+            }
+            Ok(Event::Closed { code: c, .. }) => {
+                code = c;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    // The close frame is sent, but a client that stopped reading may find only the end of the
+    // stream behind the data its buffers still hold; the gateway counted it as too slow above.
+    assert!(matches!(code, Some(4029) | None), "{code:?}");
+    // The runner may still be storing the last ones: they follow the replay live.
+    let mut again = stack.connect("slow", Some(&last)).await?;
+    while seen.len() < total {
+        match next_event(&mut again).await? {
+            Event::Notification { notification, .. } => seen.push(notification.id),
+            Event::Replayed { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(drain_events(&mut again, Duration::from_millis(500)).await.is_empty(), "nothing twice");
+    let expected: Vec<String> = (0..total).map(|i| format!("slow-{i}")).collect();
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|s| s[5..].parse::<u32>().unwrap());
+    assert_eq!(seen.len(), total, "each exactly once");
+    assert_eq!(sorted, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn notifications_stored_across_a_nats_restart_reach_the_client_exactly_once() -> anyhow::Result<()> {
+    let mut stack = Stack::start(StackOptions::default()).await?;
+    let mut c = stack.connect("through-restart", None).await?;
+    stack.publish("before", &["through-restart"]).await?;
+    assert!(matches!(next_event(&mut c).await?, Event::Notification { .. }));
+    stack.nats.restart()?;
+    for i in 0..20 {
+        stack.publish(&format!("after-{i}"), &["through-restart"]).await?;
+    }
+    let mut ids = Vec::new();
+    while ids.len() < 20 {
+        match next_event(&mut c).await? {
+            Event::Notification { notification, .. } => ids.push(notification.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("after-{i}")).collect();
+    assert_eq!(ids, expected);
+    assert!(drain_events(&mut c, Duration::from_millis(500)).await.is_empty());
+    Ok(())
+}
