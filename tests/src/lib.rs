@@ -4,6 +4,8 @@
 //! kill them on drop; [`Stack`] adds a functions runner and gateways, in this process, each on a
 //! port the OS picked, and stops them on drop.
 
+pub mod lambda_emulator;
+pub mod procs;
 pub mod servers;
 pub mod stack;
 
