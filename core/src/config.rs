@@ -24,12 +24,7 @@ impl Vars {
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Vars(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
+        Vars(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
     }
 
     /// The same snapshot with `name` set to `value` (tests and tools derive one process's
@@ -46,10 +41,7 @@ impl Vars {
 
     /// The value, with empty treated as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     pub fn string(&self, name: &str, default: &str) -> String {
@@ -59,10 +51,7 @@ impl Vars {
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
         self.get(name)
             .map(str::to_owned)
-            .ok_or_else(|| ConfigError {
-                name: name.to_owned(),
-                message: "is required".to_owned(),
-            })
+            .ok_or_else(|| ConfigError { name: name.to_owned(), message: "is required".to_owned() })
     }
 
     pub fn parse<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
@@ -71,20 +60,16 @@ impl Vars {
     {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
-                name: name.to_owned(),
-                message: format!("{v:?}: {e}"),
-            }),
+            Some(v) => {
+                v.parse().map_err(|e: T::Err| ConfigError { name: name.to_owned(), message: format!("{v:?}: {e}") })
+            }
         }
     }
 
     /// A duration given in (possibly fractional) seconds.
     pub fn seconds(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
         let secs: f64 = self.parse(name, default.as_secs_f64())?;
-        Duration::try_from_secs_f64(secs).map_err(|e| ConfigError {
-            name: name.to_owned(),
-            message: e.to_string(),
-        })
+        Duration::try_from_secs_f64(secs).map_err(|e| ConfigError { name: name.to_owned(), message: e.to_string() })
     }
 }
 
@@ -96,9 +81,7 @@ pub struct NatsConfig {
 
 impl NatsConfig {
     pub fn from_vars(v: &Vars) -> Self {
-        NatsConfig {
-            url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222"),
-        }
+        NatsConfig { url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222") }
     }
 }
 
@@ -120,17 +103,11 @@ impl StreamsConfig {
         const DAY: u64 = 24 * 3600;
         Ok(StreamsConfig {
             replicas: v.parse("HERALD_STREAM_REPLICAS", 1)?,
-            in_duplicate_window: v.seconds(
-                "HERALD_IN_DUPLICATE_WINDOW_SECONDS",
-                Duration::from_secs(120),
-            )?,
+            in_duplicate_window: v.seconds("HERALD_IN_DUPLICATE_WINDOW_SECONDS", Duration::from_secs(120))?,
             in_max_age: v.seconds("HERALD_IN_MAX_AGE_SECONDS", Duration::from_secs(7 * DAY))?,
             user_max_age: v.seconds("HERALD_USER_MAX_AGE_SECONDS", Duration::from_secs(7 * DAY))?,
             user_max_per_subject: v.parse("HERALD_USER_MAX_PER_USER", 1000)?,
-            user_duplicate_window: v.seconds(
-                "HERALD_USER_DUPLICATE_WINDOW_SECONDS",
-                Duration::from_secs(120),
-            )?,
+            user_duplicate_window: v.seconds("HERALD_USER_DUPLICATE_WINDOW_SECONDS", Duration::from_secs(120))?,
             dlq_max_age: v.seconds("HERALD_DLQ_MAX_AGE_SECONDS", Duration::from_secs(30 * DAY))?,
         })
     }
@@ -149,11 +126,7 @@ impl DynamoConfig {
     pub fn from_vars(v: &Vars) -> Self {
         DynamoConfig {
             endpoint: v.get("HERALD_DYNAMODB_ENDPOINT").map(str::to_owned),
-            region: v
-                .get("AWS_REGION")
-                .or(v.get("AWS_DEFAULT_REGION"))
-                .unwrap_or("us-east-1")
-                .to_owned(),
+            region: v.get("AWS_REGION").or(v.get("AWS_DEFAULT_REGION")).unwrap_or("us-east-1").to_owned(),
             table_prefix: v.string("HERALD_TABLE_PREFIX", "herald_"),
         }
     }
@@ -178,20 +151,9 @@ mod tests {
 
     #[test]
     fn parses_and_reports_the_variable() {
-        let v = Vars::from_pairs([
-            ("HERALD_USER_MAX_PER_USER", "50"),
-            ("HERALD_STREAM_REPLICAS", "x"),
-        ]);
-        assert!(
-            StreamsConfig::from_vars(&v)
-                .unwrap_err()
-                .to_string()
-                .starts_with("HERALD_STREAM_REPLICAS")
-        );
-        let v = Vars::from_pairs([
-            ("HERALD_USER_MAX_PER_USER", "50"),
-            ("HERALD_IN_DUPLICATE_WINDOW_SECONDS", "0.5"),
-        ]);
+        let v = Vars::from_pairs([("HERALD_USER_MAX_PER_USER", "50"), ("HERALD_STREAM_REPLICAS", "x")]);
+        assert!(StreamsConfig::from_vars(&v).unwrap_err().to_string().starts_with("HERALD_STREAM_REPLICAS"));
+        let v = Vars::from_pairs([("HERALD_USER_MAX_PER_USER", "50"), ("HERALD_IN_DUPLICATE_WINDOW_SECONDS", "0.5")]);
         let s = StreamsConfig::from_vars(&v).unwrap();
         assert_eq!(s.user_max_per_subject, 50);
         assert_eq!(s.in_duplicate_window, Duration::from_millis(500));

@@ -9,6 +9,4 @@ pub mod signal;
 pub mod subject;
 
 pub use notification::{Notification, user_msg_id};
-pub use request::{
-    InvalidRequest, MAX_ID_BYTES, MAX_REQUEST_BYTES, NotificationRequest, Recipients, ValidRequest,
-};
+pub use request::{InvalidRequest, MAX_ID_BYTES, MAX_REQUEST_BYTES, NotificationRequest, Recipients, ValidRequest};

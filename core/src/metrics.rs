@@ -53,9 +53,7 @@ pub struct Histogram {
 }
 
 /// Seconds, from 1 ms to 10 s: publish→push latency and the like.
-pub const LATENCY_SECONDS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-];
+pub const LATENCY_SECONDS: &[f64] = &[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 /// Counts, from 1 to 10,000: replay sizes, batch sizes.
 pub const SIZES: &[f64] = &[1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0];
 
@@ -74,8 +72,7 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_milli
-            .fetch_add((v.max(0.0) * 1000.0) as u64, Relaxed);
+        self.sum_milli.fetch_add((v.max(0.0) * 1000.0) as u64, Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -123,11 +120,7 @@ impl Render {
         }
         let count = h.count();
         let _ = writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            self.0,
-            "{name}_sum {}",
-            h.sum_milli.load(Relaxed) as f64 / 1000.0
-        );
+        let _ = writeln!(self.0, "{name}_sum {}", h.sum_milli.load(Relaxed) as f64 / 1000.0);
         let _ = writeln!(self.0, "{name}_count {count}");
         self
     }
@@ -142,11 +135,7 @@ impl Render {
 }
 
 fn braces(labels: &str) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    }
+    if labels.is_empty() { String::new() } else { format!("{{{labels}}}") }
 }
 
 #[cfg(test)]

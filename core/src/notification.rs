@@ -54,9 +54,7 @@ impl Notification {
 
 /// RFC 3339 in UTC with the precision it was given.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("an OffsetDateTime in UTC always formats as RFC 3339")
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).expect("an OffsetDateTime in UTC always formats as RFC 3339")
 }
 
 /// The `Nats-Msg-Id` of a notification's copy for one user. Both parts are encoded so that the
@@ -72,11 +70,7 @@ mod tests {
     #[test]
     fn user_msg_ids_do_not_collide_across_splits() {
         assert_ne!(user_msg_id("a.b", "c"), user_msg_id("a", "b.c"));
-        assert!(
-            user_msg_id("x\r\n", "y\n")
-                .bytes()
-                .all(|b| b.is_ascii_graphic())
-        );
+        assert!(user_msg_id("x\r\n", "y\n").bytes().all(|b| b.is_ascii_graphic()));
     }
 
     #[test]

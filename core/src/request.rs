@@ -107,15 +107,10 @@ impl NotificationRequest {
             return Err(InvalidRequest::BadKind);
         }
         let created_at = match &self.created_at {
-            Some(s) => {
-                OffsetDateTime::parse(s, &Rfc3339).map_err(|_| InvalidRequest::BadCreatedAt)?
-            }
+            Some(s) => OffsetDateTime::parse(s, &Rfc3339).map_err(|_| InvalidRequest::BadCreatedAt)?,
             None => accepted_at,
         };
-        Ok(ValidRequest {
-            request: self,
-            created_at,
-        })
+        Ok(ValidRequest { request: self, created_at })
     }
 }
 
@@ -157,8 +152,7 @@ mod tests {
 
     #[test]
     fn rejects_each_broken_field_with_its_reason() {
-        let base =
-            serde_json::json!({"id":"a","recipients":{"users":["u"]},"kind":"k","title":"t"});
+        let base = serde_json::json!({"id":"a","recipients":{"users":["u"]},"kind":"k","title":"t"});
         let with = |k: &str, v: Value| {
             let mut b = base.clone();
             b[k] = v;
@@ -166,31 +160,16 @@ mod tests {
         };
         assert_eq!(with("id", "".into()), InvalidRequest::BadId);
         assert_eq!(with("id", "x".repeat(257).into()), InvalidRequest::BadId);
-        assert_eq!(
-            with("recipients", serde_json::json!({})),
-            InvalidRequest::NoRecipients
-        );
+        assert_eq!(with("recipients", serde_json::json!({})), InvalidRequest::NoRecipients);
         assert_eq!(
             with("recipients", serde_json::json!({"users":[""]})),
             InvalidRequest::BadRecipient { field: "user" }
         );
         assert_eq!(with("kind", "".into()), InvalidRequest::BadKind);
-        assert_eq!(
-            with("created_at", "yesterday".into()),
-            InvalidRequest::BadCreatedAt
-        );
-        assert!(matches!(
-            with("title", 5.into()),
-            InvalidRequest::Malformed(_)
-        ));
-        assert!(matches!(
-            NotificationRequest::parse(b"not json", now()),
-            Err(InvalidRequest::Malformed(_))
-        ));
+        assert_eq!(with("created_at", "yesterday".into()), InvalidRequest::BadCreatedAt);
+        assert!(matches!(with("title", 5.into()), InvalidRequest::Malformed(_)));
+        assert!(matches!(NotificationRequest::parse(b"not json", now()), Err(InvalidRequest::Malformed(_))));
         let big = vec![b' '; MAX_REQUEST_BYTES + 1];
-        assert_eq!(
-            NotificationRequest::parse(&big, now()),
-            Err(InvalidRequest::TooLarge(big.len()))
-        );
+        assert_eq!(NotificationRequest::parse(&big, now()), Err(InvalidRequest::TooLarge(big.len())));
     }
 }

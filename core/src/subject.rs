@@ -62,10 +62,7 @@ pub fn source_of(subject: &str) -> Option<&str> {
 
 /// Whether `source` is usable as the single subject token the contract asks for.
 pub fn is_valid_source(source: &str) -> bool {
-    !source.is_empty()
-        && source
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'.' && b != b'*' && b != b'>')
+    !source.is_empty() && source.bytes().all(|b| b.is_ascii_graphic() && b != b'.' && b != b'*' && b != b'>')
 }
 
 #[cfg(test)]
@@ -74,17 +71,11 @@ mod tests {
 
     #[test]
     fn tokens_are_subject_safe_and_distinct() {
-        let ids = [
-            "a", "a.b", "a*", "a>", "a b", "ä", "a.", ".a", "*", ">", "é", "e\u{301}",
-        ];
+        let ids = ["a", "a.b", "a*", "a>", "a b", "ä", "a.", ".a", "*", ">", "é", "e\u{301}"];
         let mut seen = std::collections::HashSet::new();
         for id in ids {
             let t = token(id);
-            assert!(
-                t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-                "{t}"
-            );
+            assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{t}");
             assert!(seen.insert(t.clone()), "collision for {id:?}");
             assert_eq!(decode_token(&t).as_deref(), Some(id));
         }

@@ -55,9 +55,6 @@ pub struct ItemFailure {
 impl BatchResponse {
     /// Sequences the function asked to retry; an identifier that is not one is ignored.
     pub fn failed_seqs(&self) -> Vec<u64> {
-        self.batch_item_failures
-            .iter()
-            .filter_map(|f| f.item_identifier.parse().ok())
-            .collect()
+        self.batch_item_failures.iter().filter_map(|f| f.item_identifier.parse().ok()).collect()
     }
 }

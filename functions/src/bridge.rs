@@ -63,41 +63,28 @@ pub async fn lambda_client(config: &BridgeConfig) -> aws_sdk_lambda::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(Region::new(config.functions.dynamo.region.clone()));
     if let Some(endpoint) = &config.lambda_endpoint {
-        loader = loader
-            .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "herald-local",
-            ));
+        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "herald-local",
+        ));
     }
     aws_sdk_lambda::Client::new(&loader.load().await)
 }
 
 /// Runs until `shutdown`, then lets the batches in flight finish (up to the grace period).
-pub async fn run(
-    listener: TcpListener,
-    config: BridgeConfig,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
+pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: CancellationToken) -> Result<(), RunError> {
     let ops = Arc::new(Ops::default());
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
         let app = http::app(ops.clone());
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
+        async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await }
     });
     let f = &config.functions;
-    let client = async_nats::ConnectOptions::new()
-        .name("herald-bridge")
-        .retry_on_initial_connect()
-        .connect(&f.nats.url)
-        .await?;
+    let client =
+        async_nats::ConnectOptions::new().name("herald-bridge").retry_on_initial_connect().connect(&f.nats.url).await?;
     let js = jetstream::new(client.clone());
     crate::streams::ensure(&js, &f.streams).await?;
     let consumer = ensure_consumer(&js, f).await?;
@@ -112,11 +99,7 @@ pub async fn run(
     ops.ready.store(true, Ordering::Relaxed);
     info!(function = %config.function_name, batch = config.batch_size, "herald-bridge ready");
 
-    let shared = Arc::new(Shared {
-        lambda,
-        config: config.clone(),
-        ops: ops.clone(),
-    });
+    let shared = Arc::new(Shared { lambda, config: config.clone(), ops: ops.clone() });
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.invocations));
     while !shutdown.is_cancelled() {
@@ -158,10 +141,7 @@ pub async fn run(
     }
     ops.ready.store(false, Ordering::Relaxed);
     tracker.close();
-    if tokio::time::timeout(f.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(f.shutdown_grace, tracker.wait()).await.is_err() {
         warn!("shutdown grace period ended with batches in flight; they will be redelivered");
     }
     let _ = deadletters.await;
@@ -181,10 +161,8 @@ async fn invoke_batch(shared: &Shared, messages: Vec<jetstream::Message>) {
     m.handled.add(messages.len() as u64);
     m.in_flight.add(messages.len() as i64);
     let started = std::time::Instant::now();
-    let mut batch = Batch {
-        max_deliver: shared.config.functions.max_deliver,
-        records: Vec::with_capacity(messages.len()),
-    };
+    let mut batch =
+        Batch { max_deliver: shared.config.functions.max_deliver, records: Vec::with_capacity(messages.len()) };
     let mut kept = Vec::with_capacity(messages.len());
     for message in messages {
         let Ok(info) = message.info() else {
@@ -228,9 +206,7 @@ async fn invoke_batch(shared: &Shared, messages: Vec<jetstream::Message>) {
     for (message, record) in kept.iter().zip(&batch.records) {
         let ack = if failed.contains(&record.seq) {
             m.retried.inc();
-            message
-                .ack_with(AckKind::Nak(Some(backoff(record.delivered))))
-                .await
+            message.ack_with(AckKind::Nak(Some(backoff(record.delivered)))).await
         } else {
             m.delivered.inc();
             message.double_ack().await
@@ -263,15 +239,10 @@ async fn invoke(shared: &Shared, batch: &Batch) -> Result<BatchResponse, InvokeE
         .payload(Blob::new(payload))
         .send()
         .await
-        .map_err(|e| {
-            InvokeError::Invoke(aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
-        })?;
+        .map_err(|e| InvokeError::Invoke(aws_sdk_lambda::error::DisplayErrorContext(e).to_string()))?;
     let body = out.payload.map(Blob::into_inner).unwrap_or_default();
     if let Some(kind) = out.function_error {
-        return Err(InvokeError::Function(format!(
-            "{kind}: {}",
-            String::from_utf8_lossy(&body)
-        )));
+        return Err(InvokeError::Function(format!("{kind}: {}", String::from_utf8_lossy(&body))));
     }
     Ok(serde_json::from_slice(&body)?)
 }

@@ -63,11 +63,7 @@ pub fn letter_for(advisory: &Advisory, consumer: &str) -> Option<(&'static str, 
             format!(
                 "terminated by consumer {consumer} after {} deliveries: {}",
                 advisory.deliveries,
-                if reason.is_empty() {
-                    "no reason given"
-                } else {
-                    reason
-                }
+                if reason.is_empty() { "no reason given" } else { reason }
             ),
         ));
     }
@@ -93,14 +89,8 @@ pub async fn run<O: Outbox>(
     outbox: O,
     shutdown: CancellationToken,
 ) -> Result<(), DeadLetterError> {
-    let advisories = js
-        .get_stream(ADVISORY_STREAM)
-        .await
-        .map_err(|e| DeadLetterError::Stream(e.to_string()))?;
-    let requests = js
-        .get_stream(IN_STREAM)
-        .await
-        .map_err(|e| DeadLetterError::Stream(e.to_string()))?;
+    let advisories = js.get_stream(ADVISORY_STREAM).await.map_err(|e| DeadLetterError::Stream(e.to_string()))?;
+    let requests = js.get_stream(IN_STREAM).await.map_err(|e| DeadLetterError::Stream(e.to_string()))?;
     let pull = advisories
         .create_consumer(pull::Config {
             durable_name: Some(durable.clone()),
@@ -145,9 +135,7 @@ pub async fn run<O: Outbox>(
                 Ok(()) => message.double_ack().await,
                 Err(e) => {
                     warn!(error = %e, "turning an advisory into a dead letter failed; retrying");
-                    message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await
+                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
                 }
             };
             if let Err(e) = ack {
@@ -180,10 +168,7 @@ async fn handle<O: Outbox>(
         Err(e) => return Err(e.into()),
     };
     let source = source_of(&subject).unwrap_or("_unknown");
-    info!(
-        seq = advisory.stream_seq,
-        source, code, "dead-lettering from an advisory"
-    );
+    info!(seq = advisory.stream_seq, source, code, "dead-lettering from an advisory");
     outbox
         .dead_letter(DeadLetter {
             source,
@@ -223,13 +208,7 @@ mod tests {
             Some(CODE_TERMINATED)
         );
         let already = format!("{TERM_DEAD_LETTERED}: malformed");
-        assert!(
-            letter_for(
-                &advisory("terminated", "deliver", Some(&already)),
-                "deliver"
-            )
-            .is_none()
-        );
+        assert!(letter_for(&advisory("terminated", "deliver", Some(&already)), "deliver").is_none());
         assert!(letter_for(&advisory("max_deliver", "probe", None), "deliver").is_none());
     }
 }

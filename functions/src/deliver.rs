@@ -61,46 +61,26 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
         Ok(v) => v,
         Err(reason) => {
             let text = reason.to_string();
-            outbox
-                .dead_letter(DeadLetter::invalid(
-                    event.source,
-                    event.body,
-                    event.stream_seq,
-                    &reason,
-                    &text,
-                ))
-                .await?;
+            outbox.dead_letter(DeadLetter::invalid(event.source, event.body, event.stream_seq, &reason, &text)).await?;
             return Ok(Outcome::DeadLettered(reason));
         }
     };
     let notification = Notification::from_request(&valid);
-    let payload =
-        Bytes::from(serde_json::to_vec(&notification).expect("a Notification always serializes"));
+    let payload = Bytes::from(serde_json::to_vec(&notification).expect("a Notification always serializes"));
     let users = recipients(inbox, &valid.request).await?;
     let muted = inbox.muted(&users, &notification.kind).await?;
     let accepted_at_ms = (event.accepted_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let item = |user| InboxItem {
-        user,
-        muted: false,
-        notification: &notification,
-        source: event.source,
-        accepted_at_ms,
-    };
+    let item =
+        |user| InboxItem { user, muted: false, notification: &notification, source: event.source, accepted_at_ms };
 
     // 1. Store every copy, concurrently. Collected first: a lazy `map` closure here trips
     //    rustc's Send inference for spawned tasks.
     let mut writes = Vec::with_capacity(users.len());
     for user in &users {
-        let copy = InboxItem {
-            muted: muted.contains(user),
-            ..item(user)
-        };
+        let copy = InboxItem { muted: muted.contains(user), ..item(user) };
         writes.push(async move { inbox.put_new(copy).await.map(|s| (user, s)) });
     }
-    let stored: Vec<(&String, Stored)> = stream::iter(writes)
-        .buffered(fanout_concurrency.max(1))
-        .try_collect()
-        .await?;
+    let stored: Vec<(&String, Stored)> = stream::iter(writes).buffered(fanout_concurrency.max(1)).try_collect().await?;
 
     // 2. In turn, send the copies not yet published (a copy with a cursor was, by an earlier
     //    delivery of this request), except to users who muted the kind.
@@ -108,9 +88,7 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
     let mut pending = Vec::new();
     for (user, s) in &stored {
         if !matches!(s, Stored::Exists { cursor: Some(_) }) && !muted.contains(*user) {
-            let p = outbox
-                .send_user(user, &notification.id, payload.clone(), accepted_at_ms)
-                .await?;
+            let p = outbox.send_user(user, &notification.id, payload.clone(), accepted_at_ms).await?;
             pending.push((*user, p));
         }
     }
@@ -123,10 +101,7 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
         let id = &notification.id;
         cursors.push(async move { inbox.set_cursor(user, id, p.await?).await });
     }
-    stream::iter(cursors)
-        .buffer_unordered(fanout_concurrency.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
+    stream::iter(cursors).buffer_unordered(fanout_concurrency.max(1)).try_collect::<Vec<()>>().await?;
 
     Ok(Outcome::Delivered(Report {
         recipients: users.len(),
@@ -144,10 +119,7 @@ fn validate(event: Event<'_>) -> Result<herald_core::ValidRequest, InvalidReques
 }
 
 /// Users, then team members, each once, in first-seen order.
-async fn recipients<I: Inbox>(
-    inbox: &I,
-    request: &NotificationRequest,
-) -> Result<Vec<String>, Failure> {
+async fn recipients<I: Inbox>(inbox: &I, request: &NotificationRequest) -> Result<Vec<String>, Failure> {
     let mut seen = HashSet::new();
     let mut users = Vec::new();
     for u in &request.recipients.users {
@@ -192,21 +164,14 @@ mod tests {
             })
         }
         async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Failure> {
-            self.items
-                .lock()
-                .unwrap()
-                .insert((user.to_owned(), id.to_owned()), Some(cursor));
+            self.items.lock().unwrap().insert((user.to_owned(), id.to_owned()), Some(cursor));
             Ok(())
         }
         async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
             Ok(self.teams.get(team).cloned().unwrap_or_default())
         }
         async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
-            Ok(users
-                .iter()
-                .filter(|u| self.mutes.get(*u).is_some_and(|k| k == kind))
-                .cloned()
-                .collect())
+            Ok(users.iter().filter(|u| self.mutes.get(*u).is_some_and(|k| k == kind)).cloned().collect())
         }
     }
 
@@ -218,13 +183,7 @@ mod tests {
 
     impl Outbox for FakeOutbox {
         type Pending = futures::future::Ready<Result<u64, Failure>>;
-        async fn send_user(
-            &self,
-            user: &str,
-            _: &str,
-            _: Bytes,
-            _: i64,
-        ) -> Result<Self::Pending, Failure> {
+        async fn send_user(&self, user: &str, _: &str, _: Bytes, _: i64) -> Result<Self::Pending, Failure> {
             let mut p = self.published.lock().unwrap();
             p.push(user.to_owned());
             Ok(futures::future::ready(Ok(p.len() as u64)))
@@ -236,12 +195,7 @@ mod tests {
     }
 
     fn event(body: &[u8]) -> Event<'_> {
-        Event {
-            source: "test",
-            body,
-            accepted_at: OffsetDateTime::UNIX_EPOCH,
-            stream_seq: 1,
-        }
+        Event { source: "test", body, accepted_at: OffsetDateTime::UNIX_EPOCH, stream_seq: 1 }
     }
 
     #[tokio::test]
@@ -251,28 +205,11 @@ mod tests {
             ..Default::default()
         };
         let outbox = FakeOutbox::default();
-        let body =
-            br#"{"id":"n","recipients":{"users":["a"],"teams":["t","t"]},"kind":"k","title":"x"}"#;
+        let body = br#"{"id":"n","recipients":{"users":["a"],"teams":["t","t"]},"kind":"k","title":"x"}"#;
         let first = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
-        assert_eq!(
-            first,
-            Outcome::Delivered(Report {
-                recipients: 2,
-                stored: 2,
-                published: 2,
-                muted: 0,
-            })
-        );
+        assert_eq!(first, Outcome::Delivered(Report { recipients: 2, stored: 2, published: 2, muted: 0 }));
         let again = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
-        assert_eq!(
-            again,
-            Outcome::Delivered(Report {
-                recipients: 2,
-                stored: 0,
-                published: 0,
-                muted: 0,
-            })
-        );
+        assert_eq!(again, Outcome::Delivered(Report { recipients: 2, stored: 0, published: 0, muted: 0 }));
         let mut published = outbox.published.lock().unwrap().clone();
         published.sort();
         assert_eq!(published, ["a", "b"]);
@@ -280,22 +217,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_muted_kind_is_stored_but_not_published() {
-        let inbox = FakeInbox {
-            mutes: HashMap::from([("quiet".to_owned(), "k".to_owned())]),
-            ..Default::default()
-        };
+        let inbox = FakeInbox { mutes: HashMap::from([("quiet".to_owned(), "k".to_owned())]), ..Default::default() };
         let outbox = FakeOutbox::default();
         let body = br#"{"id":"m","recipients":{"users":["quiet","loud"]},"kind":"k","title":"x"}"#;
         let out = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
-        assert_eq!(
-            out,
-            Outcome::Delivered(Report {
-                recipients: 2,
-                stored: 2,
-                published: 1,
-                muted: 1,
-            })
-        );
+        assert_eq!(out, Outcome::Delivered(Report { recipients: 2, stored: 2, published: 1, muted: 1 }));
         assert_eq!(*outbox.published.lock().unwrap(), ["loud"]);
         assert_eq!(inbox.items.lock().unwrap().len(), 2);
     }
@@ -303,15 +229,9 @@ mod tests {
     #[tokio::test]
     async fn invalid_requests_are_dead_lettered_not_delivered() {
         let (inbox, outbox) = (FakeInbox::default(), FakeOutbox::default());
-        let out = deliver(
-            &inbox,
-            &outbox,
-            4,
-            event(br#"{"id":"n","recipients":{},"kind":"k","title":"x"}"#),
-            (),
-        )
-        .await
-        .unwrap();
+        let out = deliver(&inbox, &outbox, 4, event(br#"{"id":"n","recipients":{},"kind":"k","title":"x"}"#), ())
+            .await
+            .unwrap();
         assert_eq!(out, Outcome::DeadLettered(InvalidRequest::NoRecipients));
         assert_eq!(*outbox.dead.lock().unwrap(), ["no_recipients"]);
         assert!(outbox.published.lock().unwrap().is_empty());

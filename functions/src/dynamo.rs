@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    PutRequest, ScalarAttributeType, TableStatus, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, PutRequest,
+    ScalarAttributeType, TableStatus, WriteRequest,
 };
 use herald_core::config::DynamoConfig;
 
@@ -25,18 +25,16 @@ use crate::ports::{Failure, Inbox, InboxItem, Stored};
 /// Builds a client once per process. A local endpoint gets fixed test credentials, since a
 /// laptop has none and the local server does not check them.
 pub async fn client(config: &DynamoConfig) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()));
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(config.region.clone()));
     if let Some(endpoint) = &config.endpoint {
-        loader = loader
-            .endpoint_url(endpoint)
-            .credentials_provider(Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "herald-local",
-            ));
+        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "herald-local",
+        ));
     }
     Client::new(&loader.load().await)
 }
@@ -213,11 +211,7 @@ where
         // Timeouts, connection failures, unreadable responses: the network or the server.
         _ => false,
     };
-    if permanent {
-        Failure::permanent(what, e)
-    } else {
-        Failure::transient(what, e)
-    }
+    if permanent { Failure::permanent(what, e) } else { Failure::transient(what, e) }
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -236,10 +230,7 @@ impl Inbox for DynamoInbox {
             .item("kind", s(&n.kind))
             .item("title", s(&n.title))
             .item("created_at", s(&n.created_at))
-            .item(
-                "accepted_at",
-                AttributeValue::N(item.accepted_at_ms.to_string()),
-            )
+            .item("accepted_at", AttributeValue::N(item.accepted_at_ms.to_string()))
             .item("source", s(item.source))
             .item("read", AttributeValue::Bool(false))
             .item("muted", AttributeValue::Bool(item.muted))
@@ -253,10 +244,7 @@ impl Inbox for DynamoInbox {
         }
         match put.send().await {
             Ok(_) => Ok(Stored::New),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 let got = self
                     .client
                     .get_item()
@@ -269,11 +257,8 @@ impl Inbox for DynamoInbox {
                     .send()
                     .await
                     .map_err(|e| classify("dynamodb get", e))?;
-                let cursor = got.item.and_then(|i| {
-                    i.get("cursor")
-                        .and_then(|c| c.as_n().ok())
-                        .and_then(|c| c.parse().ok())
-                });
+                let cursor =
+                    got.item.and_then(|i| i.get("cursor").and_then(|c| c.as_n().ok()).and_then(|c| c.parse().ok()));
                 Ok(Stored::Exists { cursor })
             }
             Err(e) => Err(classify("dynamodb put", e)),
@@ -311,11 +296,7 @@ impl Inbox for DynamoInbox {
                 .send()
                 .await
                 .map_err(|e| classify("dynamodb query members", e))?;
-            members.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|i| i.get("user").and_then(|u| u.as_s().ok()).cloned()),
-            );
+            members.extend(page.items().iter().filter_map(|i| i.get("user").and_then(|u| u.as_s().ok()).cloned()));
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(members),
@@ -339,8 +320,7 @@ impl Inbox for DynamoInbox {
             }
             let mut pending = HashMap::from([(
                 self.preferences.clone(),
-                keys.build()
-                    .map_err(|e| Failure::permanent("preferences keys", e))?,
+                keys.build().map_err(|e| Failure::permanent("preferences keys", e))?,
             )]);
             for attempt in 0u32.. {
                 let out = self
@@ -350,13 +330,7 @@ impl Inbox for DynamoInbox {
                     .send()
                     .await
                     .map_err(|e| classify("dynamodb get preferences", e))?;
-                for item in out
-                    .responses
-                    .as_ref()
-                    .and_then(|r| r.get(&self.preferences))
-                    .into_iter()
-                    .flatten()
-                {
+                for item in out.responses.as_ref().and_then(|r| r.get(&self.preferences)).into_iter().flatten() {
                     if kinds_of(item).iter().any(|k| k == kind)
                         && let Some(u) = item.get("user").and_then(|u| u.as_s().ok())
                     {
@@ -382,35 +356,16 @@ impl Inbox for DynamoInbox {
     }
 }
 
-async fn ensure_table(
-    client: &Client,
-    name: &str,
-    hash: &str,
-    range: Option<&str>,
-) -> Result<(), Failure> {
+async fn ensure_table(client: &Client, name: &str, hash: &str, range: Option<&str>) -> Result<(), Failure> {
     let exists = match client.describe_table().table_name(name).send().await {
         Ok(_) => true,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            false
-        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => false,
         Err(e) => return Err(Failure::transient("dynamodb describe table", e)),
     };
     if !exists {
-        let key = |n: &str, t| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(t)
-                .build()
-        };
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
+        let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+        let attr =
+            |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build();
         let mut create = client
             .create_table()
             .table_name(name)
@@ -419,20 +374,14 @@ async fn ensure_table(
             .attribute_definitions(attr(hash).map_err(|e| Failure::permanent("attribute", e))?);
         if let Some(range) = range {
             create = create
-                .key_schema(
-                    key(range, KeyType::Range).map_err(|e| Failure::permanent("key schema", e))?,
-                )
-                .attribute_definitions(
-                    attr(range).map_err(|e| Failure::permanent("attribute", e))?,
-                );
+                .key_schema(key(range, KeyType::Range).map_err(|e| Failure::permanent("key schema", e))?)
+                .attribute_definitions(attr(range).map_err(|e| Failure::permanent("attribute", e))?);
         }
         let created = create.send().await;
         match created {
             Ok(_) => {}
             // Another process created it first: fine, wait for it below.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
             Err(e) => return Err(Failure::transient("dynamodb create table", e)),
         }
     }
@@ -449,8 +398,5 @@ async fn ensure_table(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(Failure::transient(
-        "dynamodb create table",
-        format!("{name} did not become active in 60 s"),
-    ))
+    Err(Failure::transient("dynamodb create table", format!("{name} did not become active in 60 s")))
 }

@@ -29,9 +29,6 @@ pub fn app(ops: Arc<Ops>) -> Router {
                 }
             }),
         )
-        .route(
-            "/metrics",
-            get(|State(ops): State<Arc<Ops>>| async move { ops.metrics.render() }),
-        )
+        .route("/metrics", get(|State(ops): State<Arc<Ops>>| async move { ops.metrics.render() }))
         .with_state(ops)
 }

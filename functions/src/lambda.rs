@@ -32,26 +32,15 @@ pub async fn handle_batch<I: Inbox, O: Outbox>(
                 warn!(seq = record.seq, "a record whose data is not base64");
                 return Some(record.seq);
             };
-            let accepted_at =
-                OffsetDateTime::from_unix_timestamp_nanos(record.published_ms as i128 * 1_000_000)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let accepted_at = OffsetDateTime::from_unix_timestamp_nanos(record.published_ms as i128 * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             let event = Event {
                 source: source_of(&record.subject).unwrap_or(""),
                 body: &body,
                 accepted_at,
                 stream_seq: record.seq,
             };
-            match settle(
-                inbox,
-                outbox,
-                fanout_concurrency,
-                event,
-                record.delivered,
-                batch.max_deliver,
-                ticket,
-            )
-            .await
-            {
+            match settle(inbox, outbox, fanout_concurrency, event, record.delivered, batch.max_deliver, ticket).await {
                 Settle::Delivered(_) => None,
                 Settle::DeadLettered { code } => {
                     info!(seq = record.seq, code, "dead-lettered");
@@ -69,9 +58,7 @@ pub async fn handle_batch<I: Inbox, O: Outbox>(
             .await
             .into_iter()
             .flatten()
-            .map(|seq| ItemFailure {
-                item_identifier: seq.to_string(),
-            })
+            .map(|seq| ItemFailure { item_identifier: seq.to_string() })
             .collect(),
     }
 }

@@ -44,27 +44,15 @@ impl Outbox for JetStreamOutbox {
             .send_publish(subject::user_subject(user), publish)
             .await
             .map_err(|e| Failure::transient("publish user copy", e))?;
-        Ok(async move {
-            ack.await
-                .map(|a| a.sequence)
-                .map_err(|e| Failure::transient("publish user copy ack", e))
-        }
-        .boxed())
+        Ok(async move { ack.await.map(|a| a.sequence).map_err(|e| Failure::transient("publish user copy ack", e)) }
+            .boxed())
     }
 
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
         // A source that is not one subject token still gets a findable dead letter.
-        let source = if subject::is_valid_source(letter.source) {
-            letter.source
-        } else {
-            "_invalid"
-        };
+        let source = if subject::is_valid_source(letter.source) { letter.source } else { "_invalid" };
         // Header values cannot hold line breaks; the reason is ours, but it quotes serde.
-        let reason: String = letter
-            .reason
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let reason: String = letter.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         let publish = PublishMessage::build()
             .payload(Bytes::copy_from_slice(letter.body))
             // A request is dead-lettered once, whoever does it (the function, or the runner

@@ -30,26 +30,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn transient(
-        what: &'static str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        Failure {
-            what,
-            kind: FailureKind::Transient,
-            source: source.into(),
-        }
+    pub fn transient(what: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Failure { what, kind: FailureKind::Transient, source: source.into() }
     }
 
-    pub fn permanent(
-        what: &'static str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        Failure {
-            what,
-            kind: FailureKind::Permanent,
-            source: source.into(),
-        }
+    pub fn permanent(what: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Failure { what, kind: FailureKind::Permanent, source: source.into() }
     }
 
     pub fn is_transient(&self) -> bool {
@@ -95,23 +81,13 @@ pub trait Inbox: Send + Sync {
     fn put_new(&self, item: InboxItem<'_>) -> impl Future<Output = Result<Stored, Failure>> + Send;
 
     /// Records the per-user cursor once the publish was acknowledged.
-    fn set_cursor(
-        &self,
-        user: &str,
-        id: &str,
-        cursor: u64,
-    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> impl Future<Output = Result<(), Failure>> + Send;
 
     /// Every member of a team, read through all pages.
-    fn team_members(&self, team: &str)
-    -> impl Future<Output = Result<Vec<String>, Failure>> + Send;
+    fn team_members(&self, team: &str) -> impl Future<Output = Result<Vec<String>, Failure>> + Send;
 
     /// Those of `users` who muted `kind` in their preferences.
-    fn muted(
-        &self,
-        users: &[String],
-        kind: &str,
-    ) -> impl Future<Output = Result<HashSet<String>, Failure>> + Send;
+    fn muted(&self, users: &[String], kind: &str) -> impl Future<Output = Result<HashSet<String>, Failure>> + Send;
 }
 
 /// A request that will not be delivered, with what is known of its origin and why.
@@ -130,21 +106,8 @@ pub struct DeadLetter<'a> {
 }
 
 impl<'a> DeadLetter<'a> {
-    pub fn invalid(
-        event_source: &'a str,
-        body: &'a [u8],
-        seq: u64,
-        reason: &'a InvalidRequest,
-        text: &'a str,
-    ) -> Self {
-        DeadLetter {
-            source: event_source,
-            body,
-            original_seq: seq,
-            code: reason.code(),
-            reason: text,
-            deliveries: 1,
-        }
+    pub fn invalid(event_source: &'a str, body: &'a [u8], seq: u64, reason: &'a InvalidRequest, text: &'a str) -> Self {
+        DeadLetter { source: event_source, body, original_seq: seq, code: reason.code(), reason: text, deliveries: 1 }
     }
 }
 
@@ -164,8 +127,5 @@ pub trait Outbox: Send + Sync {
     ) -> impl Future<Output = Result<Self::Pending, Failure>> + Send;
 
     /// Keeps a request that will not be delivered, with its reason, on `herald.dlq.<source>`.
-    fn dead_letter(
-        &self,
-        letter: DeadLetter<'_>,
-    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn dead_letter(&self, letter: DeadLetter<'_>) -> impl Future<Output = Result<(), Failure>> + Send;
 }

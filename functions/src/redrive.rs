@@ -50,10 +50,7 @@ pub enum RedriveError {
 
 /// Re-drives the matching dead letters; returns what was re-driven, oldest first. Dead letters
 /// whose source is unknown (`_invalid`, `_unknown`) stay where they are.
-pub async fn redrive(
-    js: &jetstream::Context,
-    filter: &Filter,
-) -> Result<Vec<Redriven>, RedriveError> {
+pub async fn redrive(js: &jetstream::Context, filter: &Filter) -> Result<Vec<Redriven>, RedriveError> {
     let read = |e: &dyn std::fmt::Display| RedriveError::Read(e.to_string());
     let mut dlq = js.get_stream(DLQ_STREAM).await.map_err(|e| read(&e))?;
     let last = dlq.info().await.map_err(|e| read(&e))?.state.last_sequence;
@@ -89,12 +86,7 @@ pub async fn redrive(
             if dlq_seq > last {
                 break 'pages;
             }
-            let header = |name: &str| {
-                m.headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_owned())
-            };
+            let header = |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
             let original_seq = header(HDR_ORIGINAL_SEQ).and_then(|s| s.parse().ok());
             if filter.original_seq.is_some() && filter.original_seq != original_seq {
                 continue;
@@ -116,28 +108,15 @@ pub async fn redrive(
             if let Some(seq) = original_seq {
                 publish = publish.header(HDR_REDRIVE_OF, seq.to_string().as_str());
             }
-            let publish_err = |e: &dyn std::fmt::Display| RedriveError::Publish {
-                dlq_seq,
-                message: e.to_string(),
-            };
+            let publish_err = |e: &dyn std::fmt::Display| RedriveError::Publish { dlq_seq, message: e.to_string() };
             let ack = js
                 .send_publish(subject::in_subject(&source), publish)
                 .await
                 .map_err(|e| publish_err(&e))?
                 .await
                 .map_err(|e| publish_err(&e))?;
-            dlq.delete_message(dlq_seq)
-                .await
-                .map_err(|e| RedriveError::Remove {
-                    dlq_seq,
-                    message: e.to_string(),
-                })?;
-            done.push(Redriven {
-                dlq_seq,
-                original_seq,
-                source,
-                new_seq: ack.sequence,
-            });
+            dlq.delete_message(dlq_seq).await.map_err(|e| RedriveError::Remove { dlq_seq, message: e.to_string() })?;
+            done.push(Redriven { dlq_seq, original_seq, source, new_seq: ack.sequence });
         }
         if !any {
             break;

@@ -56,11 +56,7 @@ pub enum RunError {
 
 /// Runs until `shutdown` is cancelled, then finishes the messages in hand (up to the grace
 /// period) and drains NATS.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     run_with(listener, config, shutdown, |inbox, outbox| (inbox, outbox)).await
 }
 
@@ -81,11 +77,7 @@ where
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
         let app = http::app(ops.clone());
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
+        async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await }
     });
 
     let client = async_nats::ConnectOptions::new()
@@ -112,12 +104,7 @@ where
     ops.ready.store(true, Ordering::Relaxed);
     info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
 
-    let deps = Arc::new(Deps {
-        inbox,
-        outbox,
-        ops: ops.clone(),
-        config: config.clone(),
-    });
+    let deps = Arc::new(Deps { inbox, outbox, ops: ops.clone(), config: config.clone() });
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let sequencer = Sequencer::default();
@@ -165,10 +152,7 @@ where
 
     ops.ready.store(false, Ordering::Relaxed);
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
         warn!("shutdown grace period ended with messages in hand; they will be redelivered");
     }
     match deadletters.await {
@@ -190,14 +174,8 @@ struct Deps<I, O> {
 
 /// Creates the shared durable consumer, or brings its configuration up to date (the runner and
 /// the Lambda bridge use the same one).
-pub async fn ensure_consumer(
-    js: &jetstream::Context,
-    config: &Config,
-) -> Result<PullConsumer, RunError> {
-    let stream = js
-        .get_stream(IN_STREAM)
-        .await
-        .map_err(|e| RunError::Consumer(e.to_string()))?;
+pub async fn ensure_consumer(js: &jetstream::Context, config: &Config) -> Result<PullConsumer, RunError> {
+    let stream = js.get_stream(IN_STREAM).await.map_err(|e| RunError::Consumer(e.to_string()))?;
     stream
         .create_consumer(pull::Config {
             durable_name: Some(config.consumer.clone()),
@@ -214,11 +192,7 @@ pub async fn ensure_consumer(
         .map_err(|e| RunError::Consumer(e.to_string()))
 }
 
-async fn handle<I: Inbox, O: Outbox>(
-    deps: &Deps<I, O>,
-    message: jetstream::Message,
-    ticket: Ticket,
-) {
+async fn handle<I: Inbox, O: Outbox>(deps: &Deps<I, O>, message: jetstream::Message, ticket: Ticket) {
     let m = &deps.ops.metrics;
     m.handled.inc();
     m.in_flight.inc();
@@ -255,21 +229,12 @@ async fn handle<I: Inbox, O: Outbox>(
             m.copies_published.add(report.published as u64);
             m.copies_muted.add(report.muted as u64);
             m.recipients.observe(report.recipients as f64);
-            debug!(
-                seq = stream_seq,
-                recipients = report.recipients,
-                "delivered"
-            );
+            debug!(seq = stream_seq, recipients = report.recipients, "delivered");
             message.double_ack().await
         }
         Settle::DeadLettered { code } => {
             m.dead_lettered.inc();
-            info!(
-                seq = stream_seq,
-                source = event.source,
-                code,
-                "dead-lettered"
-            );
+            info!(seq = stream_seq, source = event.source, code, "dead-lettered");
             term(&message, &format!("{TERM_DEAD_LETTERED}: {code}")).await
         }
         Settle::Retry { delay, error } => {
@@ -289,24 +254,13 @@ async fn handle<I: Inbox, O: Outbox>(
 /// Terminates a message with a reason, which the MSG_TERMINATED advisory carries (async-nats
 /// sends `+TERM` without one).
 pub async fn term(message: &jetstream::Message, reason: &str) -> Result<(), async_nats::Error> {
-    let reply = message
-        .reply
-        .clone()
-        .ok_or_else(|| std::io::Error::other("not a JetStream message"))?;
-    message
-        .context
-        .client()
-        .publish(reply, format!("+TERM {reason}").into())
-        .await?;
+    let reply = message.reply.clone().ok_or_else(|| std::io::Error::other("not a JetStream message"))?;
+    message.context.client().publish(reply, format!("+TERM {reason}").into()).await?;
     Ok(())
 }
 
 /// Runs `work`, telling the server it is still in progress every `every`.
-async fn with_progress<T>(
-    work: impl Future<Output = T>,
-    message: &jetstream::Message,
-    every: Duration,
-) -> T {
+async fn with_progress<T>(work: impl Future<Output = T>, message: &jetstream::Message, every: Duration) -> T {
     let mut work = std::pin::pin!(work);
     let every = every.max(Duration::from_millis(100));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

@@ -41,11 +41,7 @@ pub struct Sequencer {
 impl Default for Sequencer {
     fn default() -> Self {
         Sequencer {
-            state: Arc::new(Mutex::new(State {
-                issued: 0,
-                next: 0,
-                done: BTreeSet::new(),
-            })),
+            state: Arc::new(Mutex::new(State { issued: 0, next: 0, done: BTreeSet::new() })),
             next: watch::Sender::new(0),
         }
     }
@@ -57,11 +53,7 @@ impl Sequencer {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let n = s.issued;
         s.issued += 1;
-        Ticket {
-            n,
-            seq: self.clone(),
-            released: false,
-        }
+        Ticket { n, seq: self.clone(), released: false }
     }
 
     fn release(&self, n: u64) {
@@ -127,13 +119,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         a.release();
-        tokio::time::timeout(Duration::from_secs(1), waiter)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
         let mut d = s.ticket();
-        tokio::time::timeout(Duration::from_secs(1), d.wait())
-            .await
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), d.wait()).await.unwrap();
     }
 }

@@ -45,27 +45,16 @@ pub async fn settle<I: Inbox, O: Outbox, T: Turn>(
     let error = match deliver(inbox, outbox, fanout_concurrency, event, turn).await {
         Ok(Outcome::Delivered(report)) => return Settle::Delivered(report),
         Ok(Outcome::DeadLettered(reason)) => {
-            return Settle::DeadLettered {
-                code: reason.code().to_owned(),
-            };
+            return Settle::DeadLettered { code: reason.code().to_owned() };
         }
         Err(e) => e,
     };
     let last = max_deliver > 0 && delivered >= max_deliver as u64;
     if error.is_transient() && !last {
-        return Settle::Retry {
-            delay: backoff(delivered),
-            error,
-        };
+        return Settle::Retry { delay: backoff(delivered), error };
     }
     let (code, reason) = if error.is_transient() {
-        (
-            CODE_MAX_DELIVERIES,
-            format!(
-                "no success after {delivered} deliveries; last error: {}",
-                error.chain()
-            ),
-        )
+        (CODE_MAX_DELIVERIES, format!("no success after {delivered} deliveries; last error: {}", error.chain()))
     } else {
         (CODE_PERMANENT, error.chain())
     };
@@ -78,14 +67,9 @@ pub async fn settle<I: Inbox, O: Outbox, T: Turn>(
         deliveries: delivered,
     };
     match outbox.dead_letter(letter).await {
-        Ok(()) => Settle::DeadLettered {
-            code: code.to_owned(),
-        },
+        Ok(()) => Settle::DeadLettered { code: code.to_owned() },
         // Retried; past max_deliver the advisory takes over.
-        Err(e) => Settle::Retry {
-            delay: backoff(delivered),
-            error: e,
-        },
+        Err(e) => Settle::Retry { delay: backoff(delivered), error: e },
     }
 }
 

@@ -10,8 +10,8 @@ use async_nats::jetstream::{
 };
 use herald_core::config::StreamsConfig;
 use herald_core::subject::{
-    ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, IN_PREFIX, IN_STREAM, LIVE_PREFIX,
-    MAX_DELIVERIES_ADVISORY, TERMINATED_ADVISORY, USER_PREFIX, USER_STREAM,
+    ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, IN_PREFIX, IN_STREAM, LIVE_PREFIX, MAX_DELIVERIES_ADVISORY,
+    TERMINATED_ADVISORY, USER_PREFIX, USER_STREAM,
 };
 
 pub fn in_stream(c: &StreamsConfig) -> Config {
@@ -73,10 +73,7 @@ pub fn advisory_stream(c: &StreamsConfig) -> Config {
     Config {
         name: ADVISORY_STREAM.to_owned(),
         description: Some("MAX_DELIVERIES and MSG_TERMINATED advisories of HERALD_IN".to_owned()),
-        subjects: vec![
-            MAX_DELIVERIES_ADVISORY.to_owned(),
-            TERMINATED_ADVISORY.to_owned(),
-        ],
+        subjects: vec![MAX_DELIVERIES_ADVISORY.to_owned(), TERMINATED_ADVISORY.to_owned()],
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
         num_replicas: c.replicas,
@@ -86,16 +83,8 @@ pub fn advisory_stream(c: &StreamsConfig) -> Config {
 }
 
 /// Creates each stream or brings its configuration up to date.
-pub async fn ensure(
-    js: &jetstream::Context,
-    c: &StreamsConfig,
-) -> Result<(), jetstream::context::CreateStreamError> {
-    for config in [
-        in_stream(c),
-        user_stream(c),
-        dlq_stream(c),
-        advisory_stream(c),
-    ] {
+pub async fn ensure(js: &jetstream::Context, c: &StreamsConfig) -> Result<(), jetstream::context::CreateStreamError> {
+    for config in [in_stream(c), user_stream(c), dlq_stream(c), advisory_stream(c)] {
         js.create_or_update_stream(config).await?;
     }
     Ok(())

@@ -31,10 +31,7 @@ async fn the_same_id_twice_seconds_apart_is_one_notification() -> anyhow::Result
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = stack.publish("same-id", &["dup-user"]).await?;
     assert!(!first.duplicate);
-    assert!(
-        second.duplicate,
-        "the stream deduplicates inside its window"
-    );
+    assert!(second.duplicate, "the stream deduplicates inside its window");
     assert_eq!(second.sequence, first.sequence);
     let events = drain_events(&mut u, Duration::from_secs(1)).await;
     assert_eq!(ids(&events), ["same-id"]);
@@ -45,23 +42,14 @@ async fn the_same_id_twice_seconds_apart_is_one_notification() -> anyhow::Result
 
 #[tokio::test]
 async fn the_same_id_after_the_duplicate_window_is_still_one_notification() -> anyhow::Result<()> {
-    let stack = Stack::start(StackOptions {
-        in_duplicate_window: Duration::from_secs(1),
-        ..Default::default()
-    })
-    .await?;
+    let stack =
+        Stack::start(StackOptions { in_duplicate_window: Duration::from_secs(1), ..Default::default() }).await?;
     let mut u = stack.connect("late-dup", None).await?;
     let first = stack.publish("late-id", &["late-dup"]).await?;
-    assert_eq!(
-        ids(&drain_events(&mut u, Duration::from_millis(500)).await),
-        ["late-id"]
-    );
+    assert_eq!(ids(&drain_events(&mut u, Duration::from_millis(500)).await), ["late-id"]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let second = stack.publish("late-id", &["late-dup"]).await?;
-    assert!(
-        !second.duplicate,
-        "outside the window the stream takes it as new"
-    );
+    assert!(!second.duplicate, "outside the window the stream takes it as new");
     assert!(second.sequence > first.sequence);
     // The runner handles it, finds the stored copy with its cursor, and publishes nothing.
     let events = drain_events(&mut u, Duration::from_secs(2)).await;
@@ -101,8 +89,7 @@ impl<T> Crash<T> {
 impl Inbox for Crash<DynamoInbox> {
     async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Failure> {
         let stored = self.inner.put_new(item).await?;
-        self.maybe_crash(CrashPoint::AfterStore, &item.notification.id)
-            .await;
+        self.maybe_crash(CrashPoint::AfterStore, &item.notification.id).await;
         Ok(stored)
     }
     async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Failure> {
@@ -111,24 +98,14 @@ impl Inbox for Crash<DynamoInbox> {
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
         self.inner.team_members(team).await
     }
-    async fn muted(
-        &self,
-        users: &[String],
-        kind: &str,
-    ) -> Result<std::collections::HashSet<String>, Failure> {
+    async fn muted(&self, users: &[String], kind: &str) -> Result<std::collections::HashSet<String>, Failure> {
         self.inner.muted(users, kind).await
     }
 }
 
 impl Outbox for Crash<JetStreamOutbox> {
     type Pending = futures::future::BoxFuture<'static, Result<u64, Failure>>;
-    async fn send_user(
-        &self,
-        user: &str,
-        id: &str,
-        payload: Bytes,
-        at: i64,
-    ) -> Result<Self::Pending, Failure> {
+    async fn send_user(&self, user: &str, id: &str, payload: Bytes, at: i64) -> Result<Self::Pending, Failure> {
         let pending = self.inner.send_user(user, id, payload, at).await?;
         // Wait for the stream to have it, so the crash is truly after the publish.
         let seq = pending.await?;
@@ -141,37 +118,22 @@ impl Outbox for Crash<JetStreamOutbox> {
 }
 
 async fn killed_runner_is_redelivered_once(point: CrashPoint) -> anyhow::Result<()> {
-    let mut stack = Stack::start(StackOptions {
-        start_runner: false,
-        ack_wait: Duration::from_secs(1),
-        ..Default::default()
-    })
-    .await?;
+    let mut stack =
+        Stack::start(StackOptions { start_runner: false, ack_wait: Duration::from_secs(1), ..Default::default() })
+            .await?;
     let (tx, rx) = oneshot::channel();
     let hit = Arc::new(Mutex::new(Some(tx)));
     let (h1, h2) = (hit.clone(), hit);
     stack
         .start_runner_with(move |inbox, outbox| {
             (
-                Crash {
-                    inner: inbox,
-                    point,
-                    id: "crash-me",
-                    hit: h1,
-                },
-                Crash {
-                    inner: outbox,
-                    point,
-                    id: "crash-me",
-                    hit: h2,
-                },
+                Crash { inner: inbox, point, id: "crash-me", hit: h1 },
+                Crash { inner: outbox, point, id: "crash-me", hit: h2 },
             )
         })
         .await?;
     let mut u = stack.connect("crash-user", None).await?;
-    stack
-        .publish("crash-me", &["crash-user", "bystander"])
-        .await?;
+    stack.publish("crash-me", &["crash-user", "bystander"]).await?;
     tokio::time::timeout(Duration::from_secs(10), rx).await??;
     stack.runner.take().expect("runner").kill().await;
 
@@ -181,11 +143,7 @@ async fn killed_runner_is_redelivered_once(point: CrashPoint) -> anyhow::Result<
     assert_eq!(ids(&events), ["crash-me"], "pushed once");
     for user in ["crash-user", "bystander"] {
         assert_eq!(stack.stored(user, "crash-me").await?, 1);
-        assert_eq!(
-            stack.stream_count(user).await?,
-            1,
-            "one copy in the stream for {user}"
-        );
+        assert_eq!(stack.stream_count(user).await?, 1, "one copy in the stream for {user}");
     }
     Ok(())
 }
@@ -196,8 +154,7 @@ async fn a_runner_killed_after_the_dynamodb_write_stores_and_pushes_once() -> an
 }
 
 #[tokio::test]
-async fn a_runner_killed_after_the_publish_before_the_ack_stores_and_pushes_once()
--> anyhow::Result<()> {
+async fn a_runner_killed_after_the_publish_before_the_ack_stores_and_pushes_once() -> anyhow::Result<()> {
     killed_runner_is_redelivered_once(CrashPoint::AfterPublish).await
 }
 
@@ -206,9 +163,7 @@ async fn a_reconnect_after_a_redelivery_sees_each_notification_once() -> anyhow:
     let stack = Stack::start(StackOptions::default()).await?;
     let mut u = stack.connect("re", None).await?;
     stack.publish("r-1", &["re"]).await?;
-    let Event::Notification { cursor, .. } = next_event(&mut u).await? else {
-        panic!()
-    };
+    let Event::Notification { cursor, .. } = next_event(&mut u).await? else { panic!() };
     stack.publish("r-1", &["re"]).await?;
     stack.publish("r-2", &["re"]).await?;
     let live = drain_events(&mut u, Duration::from_millis(500)).await;

@@ -13,17 +13,11 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()))
         .without_time()
         .init();
     let config = Config::from_vars(&Vars::from_env())?;
-    let client = async_nats::ConnectOptions::new()
-        .name("herald-deliver-lambda")
-        .connect(&config.nats.url)
-        .await?;
+    let client = async_nats::ConnectOptions::new().name("herald-deliver-lambda").connect(&config.nats.url).await?;
     let outbox = JetStreamOutbox::new(async_nats::jetstream::new(client.clone()));
     let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo);
     if config.create_tables {
@@ -31,8 +25,7 @@ async fn main() -> Result<(), Error> {
     }
     let (inbox, outbox, client, config) = (&inbox, &outbox, &client, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Batch>| async move {
-        let answer: BatchResponse =
-            handle_batch(inbox, outbox, config.fanout_concurrency, &event.payload).await;
+        let answer: BatchResponse = handle_batch(inbox, outbox, config.fanout_concurrency, &event.payload).await;
         client.flush().await?;
         Ok::<_, Error>(answer)
     }))

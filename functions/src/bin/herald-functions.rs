@@ -12,10 +12,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let vars = Vars::from_env();
@@ -28,9 +25,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_vars(&vars)?;
     let listen = vars.string("HERALD_FUNCTIONS_LISTEN", "127.0.0.1:8081");
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(herald_core::signal::cancel_on_signal(shutdown.clone()));
     run(listener, config, shutdown).await?;
@@ -51,9 +46,7 @@ async fn redrive_command(vars: &Vars, args: &[String]) -> anyhow::Result<()> {
         }
     }
     let nats = NatsConfig::from_vars(vars);
-    let client = async_nats::connect(&nats.url)
-        .await
-        .with_context(|| format!("connecting to {}", nats.url))?;
+    let client = async_nats::connect(&nats.url).await.with_context(|| format!("connecting to {}", nats.url))?;
     let js = async_nats::jetstream::new(client);
     let done = redrive(&js, &filter).await?;
     for r in &done {
