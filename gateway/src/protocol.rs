@@ -43,8 +43,15 @@ impl ClientFrame {
     }
 }
 
-pub fn welcome(user: &str, session: &str, expires_at: u64) -> String {
-    json!({"type": "welcome", "user": user, "session": session, "expires_at": expires_at}).to_string()
+/// `cursor` (an addition to the contract's frame) is where a first connection starts: a client
+/// that has received nothing yet resumes from it after a reconnect, so what arrives in between
+/// is not lost. `"0"` means the user had nothing stored yet.
+pub fn welcome(user: &str, session: &str, expires_at: u64, cursor: Option<u64>) -> String {
+    let mut v = json!({"type": "welcome", "user": user, "session": session, "expires_at": expires_at});
+    if let Some(c) = cursor {
+        v["cursor"] = json!(c.to_string());
+    }
+    v.to_string()
 }
 
 /// `payload` is the stored notification object's JSON.
@@ -78,9 +85,10 @@ pub fn error(code: &str, message: &str) -> String {
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
-/// Cursors are opaque to clients; here they are the `HERALD_USER` sequence in decimal.
+/// Cursors are opaque to clients; here they are the `HERALD_USER` sequence in decimal (`0`:
+/// before the user's first notification).
 pub fn parse_cursor(cursor: &str) -> Option<u64> {
-    cursor.parse().ok().filter(|c| *c > 0)
+    cursor.parse().ok()
 }
 
 #[cfg(test)]
@@ -109,7 +117,8 @@ mod tests {
         );
         assert!(ClientFrame::parse(r#"{"type":"subscribe"}"#).is_err());
         assert!(ClientFrame::parse("{").is_err());
-        assert_eq!(parse_cursor("0"), None);
+        assert_eq!(parse_cursor("0"), Some(0));
+        assert_eq!(parse_cursor("-1"), None);
         assert_eq!(parse_cursor("abc"), None);
         assert_eq!(parse_cursor("17"), Some(17));
     }

@@ -234,14 +234,19 @@ impl Session {
             st.client.subscribe(subject::live_subject(&self.claims.sub)).await.map_err(End::internal)?;
         self.generation = *self.events.borrow_and_update();
         let session_id = st.next_session_id();
-        self.send_now(protocol::welcome(&self.claims.sub, &session_id, self.claims.exp)).await?;
-
         match cursor {
-            None => self.last = st.log.last_seq(&self.subject).await.map_err(End::internal)?,
-            Some(c) => match protocol::parse_cursor(&c) {
-                Some(c) => self.replay(c).await?,
-                None => self.reset("unknown cursor").await?,
-            },
+            None => {
+                self.last = st.log.last_seq(&self.subject).await.map_err(End::internal)?;
+                let welcome = protocol::welcome(&self.claims.sub, &session_id, self.claims.exp, Some(self.last));
+                self.send_now(welcome).await?;
+            }
+            Some(c) => {
+                self.send_now(protocol::welcome(&self.claims.sub, &session_id, self.claims.exp, None)).await?;
+                match protocol::parse_cursor(&c) {
+                    Some(c) => self.replay(c).await?,
+                    None => self.reset("unknown cursor").await?,
+                }
+            }
         }
 
         loop {
@@ -391,10 +396,11 @@ impl Session {
         let st = self.state.clone();
         let batch = st.config.replay_batch.max(1);
         let started = std::time::Instant::now();
-        let first = st.log.batch(&self.subject, cursor, batch).await.map_err(End::internal)?;
+        let first = st.log.batch(&self.subject, cursor.max(1), batch).await.map_err(End::internal)?;
         // The stream drops a user's oldest first, so if the cursor's own message is still there,
-        // nothing after it is missing.
-        if first.first().map(|e| e.seq) != Some(cursor) {
+        // nothing after it is missing. Cursor 0 (from `welcome`, before the user's first
+        // notification) has no message of its own: everything the stream has is after it.
+        if cursor > 0 && first.first().map(|e| e.seq) != Some(cursor) {
             return self.reset("cursor is older than the stream keeps, or unknown").await;
         }
         self.last = cursor;

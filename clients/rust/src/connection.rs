@@ -16,10 +16,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// `cursor`: where a first connection starts (resume from it if nothing arrives before a
+    /// reconnect).
     Welcome {
         user: String,
         session: String,
         expires_at: u64,
+        #[serde(default)]
+        cursor: Option<String>,
     },
     Notification {
         cursor: String,
@@ -77,47 +81,27 @@ pub struct Connection {
 
 impl Connection {
     /// Connects and sends `hello` with the token (and the cursor to resume after).
-    pub async fn connect(
-        url: &str,
-        token: &str,
-        cursor: Option<&str>,
-    ) -> Result<Self, ConnectionError> {
+    pub async fn connect(url: &str, token: &str, cursor: Option<&str>) -> Result<Self, ConnectionError> {
         let (ws, _) = connect_async(url).await?;
-        let mut c = Connection {
-            ws,
-            cursor: cursor.map(str::to_owned),
-            closed: false,
-        };
-        c.send_json(&json!({"type": "hello", "token": token, "cursor": cursor}))
-            .await?;
+        let mut c = Connection { ws, cursor: cursor.map(str::to_owned), closed: false };
+        c.send_json(&json!({"type": "hello", "token": token, "cursor": cursor})).await?;
         Ok(c)
     }
 
     /// Connects with the token in the `Authorization` header; `hello` carries only the cursor.
-    pub async fn connect_with_header(
-        url: &str,
-        token: &str,
-        cursor: Option<&str>,
-    ) -> Result<Self, ConnectionError> {
+    pub async fn connect_with_header(url: &str, token: &str, cursor: Option<&str>) -> Result<Self, ConnectionError> {
         let mut request = url.into_client_request()?;
         request.headers_mut().insert(
             "authorization",
             format!("Bearer {token}").parse().map_err(|_| {
                 tokio_tungstenite::tungstenite::Error::Url(
-                    tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect(
-                        "bad token header".into(),
-                    ),
+                    tokio_tungstenite::tungstenite::error::UrlError::UnableToConnect("bad token header".into()),
                 )
             })?,
         );
         let (ws, _) = connect_async(request).await?;
-        let mut c = Connection {
-            ws,
-            cursor: cursor.map(str::to_owned),
-            closed: false,
-        };
-        c.send_json(&json!({"type": "hello", "cursor": cursor}))
-            .await?;
+        let mut c = Connection { ws, cursor: cursor.map(str::to_owned), closed: false };
+        c.send_json(&json!({"type": "hello", "cursor": cursor})).await?;
         Ok(c)
     }
 
@@ -131,18 +115,12 @@ impl Connection {
     pub async fn next(&mut self) -> Result<Event, ConnectionError> {
         loop {
             if self.closed {
-                return Ok(Event::Closed {
-                    code: None,
-                    reason: "closed".into(),
-                });
+                return Ok(Event::Closed { code: None, reason: "closed".into() });
             }
             let msg = match self.ws.next().await {
                 None => {
                     self.closed = true;
-                    return Ok(Event::Closed {
-                        code: None,
-                        reason: "connection ended".into(),
-                    });
+                    return Ok(Event::Closed { code: None, reason: "connection ended".into() });
                 }
                 Some(Err(e)) => {
                     self.closed = true;
@@ -153,12 +131,13 @@ impl Connection {
             match msg {
                 Message::Text(t) => {
                     let event: Event = serde_json::from_str(t.as_str())?;
+                    if let Event::Welcome { cursor: Some(start), .. } = &event
+                        && self.cursor.is_none()
+                    {
+                        self.cursor = Some(start.clone());
+                    }
                     if let Event::Notification { cursor, .. } = &event {
-                        if self
-                            .cursor
-                            .as_deref()
-                            .is_some_and(|seen| !newer(cursor, seen))
-                        {
+                        if self.cursor.as_deref().is_some_and(|seen| !newer(cursor, seen)) {
                             continue;
                         }
                         self.cursor = Some(cursor.clone());
@@ -168,9 +147,7 @@ impl Connection {
                 Message::Close(frame) => {
                     self.closed = true;
                     let (code, reason) = match frame {
-                        Some(CloseFrame { code, reason }) => {
-                            (Some(u16::from(code)), reason.as_str().to_owned())
-                        }
+                        Some(CloseFrame { code, reason }) => (Some(u16::from(code)), reason.as_str().to_owned()),
                         None => (None, String::new()),
                     };
                     return Ok(Event::Closed { code, reason });
@@ -181,13 +158,11 @@ impl Connection {
     }
 
     pub async fn refresh(&mut self, token: &str) -> Result<(), ConnectionError> {
-        self.send_json(&json!({"type": "refresh", "token": token}))
-            .await
+        self.send_json(&json!({"type": "refresh", "token": token})).await
     }
 
     pub async fn ack(&mut self, cursor: &str) -> Result<(), ConnectionError> {
-        self.send_json(&json!({"type": "ack", "cursor": cursor}))
-            .await
+        self.send_json(&json!({"type": "ack", "cursor": cursor})).await
     }
 
     /// Sends any text frame as is (tests use it to break the protocol on purpose).

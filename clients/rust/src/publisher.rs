@@ -37,10 +37,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(client: async_nats::Client) -> Self {
-        Publisher {
-            js: jetstream::new(client),
-            attempts: 10,
-        }
+        Publisher { js: jetstream::new(client), attempts: 10 }
     }
 
     pub async fn connect(url: &str) -> Result<Self, PublishError> {
@@ -54,11 +51,7 @@ impl Publisher {
     }
 
     /// Validates and publishes one request for `source`.
-    pub async fn publish(
-        &self,
-        source: &str,
-        request: &NotificationRequest,
-    ) -> Result<Published, PublishError> {
+    pub async fn publish(&self, source: &str, request: &NotificationRequest) -> Result<Published, PublishError> {
         if !subject::is_valid_source(source) {
             return Err(herald_core::InvalidRequest::BadSource(source.to_owned()).into());
         }
@@ -68,12 +61,7 @@ impl Publisher {
     }
 
     /// Publishes a body as given (for tools and tests that send what the SDK would refuse).
-    pub async fn publish_raw(
-        &self,
-        source: &str,
-        id: &str,
-        body: bytes::Bytes,
-    ) -> Result<Published, PublishError> {
+    pub async fn publish_raw(&self, source: &str, id: &str, body: bytes::Bytes) -> Result<Published, PublishError> {
         let subject = subject::in_subject(source);
         let mut delay = Duration::from_millis(100);
         let mut last = String::new();
@@ -85,17 +73,12 @@ impl Publisher {
             };
             match result {
                 Ok(ack) => {
-                    return Ok(Published {
-                        sequence: ack.sequence,
-                        duplicate: ack.duplicate,
-                    });
+                    return Ok(Published { sequence: ack.sequence, duplicate: ack.duplicate });
                 }
                 Err(e)
                     if matches!(
                         e.kind(),
-                        PublishErrorKind::TimedOut
-                            | PublishErrorKind::StreamNotFound
-                            | PublishErrorKind::BrokenPipe
+                        PublishErrorKind::TimedOut | PublishErrorKind::StreamNotFound | PublishErrorKind::BrokenPipe
                     ) =>
                 {
                     last = e.to_string();
@@ -107,9 +90,6 @@ impl Publisher {
                 Err(e) => return Err(PublishError::Refused(e.to_string())),
             }
         }
-        Err(PublishError::Unavailable {
-            attempts: self.attempts,
-            last,
-        })
+        Err(PublishError::Unavailable { attempts: self.attempts, last })
     }
 }

@@ -7,25 +7,15 @@ use serde_json::{Value, json};
 /// A user token for `sub`, valid for `ttl_secs` from now.
 pub fn user_token(secret: &str, audience: &str, sub: &str, ttl_secs: u64) -> String {
     let now = now_secs();
-    sign(
-        secret,
-        &json!({"sub": sub, "aud": audience, "iat": now, "exp": now + ttl_secs}),
-    )
+    sign(secret, &json!({"sub": sub, "aud": audience, "iat": now, "exp": now + ttl_secs}))
 }
 
 /// Signs any claims with HS256 (tests use it to make broken tokens too).
 pub fn sign(secret: &str, claims: &Value) -> String {
-    encode(
-        &Header::default(),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing with a secret cannot fail")
+    encode(&Header::default(), claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("HS256 signing with a secret cannot fail")
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -21,38 +21,22 @@ async fn main() -> anyhow::Result<()> {
         "token" => {
             let secret = vars.required("HERALD_JWT_SECRET")?;
             let audience = vars.string("HERALD_JWT_AUDIENCE", "herald");
-            let ttl: u64 = flags
-                .one("ttl")
-                .unwrap_or("86400")
-                .parse()
-                .context("--ttl")?;
-            println!(
-                "{}",
-                token::user_token(&secret, &audience, flags.required("sub")?, ttl)
-            );
+            let ttl: u64 = flags.one("ttl").unwrap_or("86400").parse().context("--ttl")?;
+            println!("{}", token::user_token(&secret, &audience, flags.required("sub")?, ttl));
         }
         "publish" => {
             let url = vars.string("HERALD_NATS_URL", "nats://127.0.0.1:4222");
             let request = NotificationRequest {
                 id: flags.one("id").map(str::to_owned).unwrap_or_else(random_id),
-                recipients: Recipients {
-                    users: flags.all("user"),
-                    teams: flags.all("team"),
-                },
+                recipients: Recipients { users: flags.all("user"), teams: flags.all("team") },
                 kind: flags.one("kind").unwrap_or("message").to_owned(),
                 title: flags.required("title")?.to_owned(),
                 body: flags.one("body").map(str::to_owned),
-                data: flags
-                    .one("data")
-                    .map(serde_json::from_str)
-                    .transpose()
-                    .context("--data must be JSON")?,
+                data: flags.one("data").map(serde_json::from_str).transpose().context("--data must be JSON")?,
                 created_at: None,
             };
             let publisher = Publisher::connect(&url).await?;
-            let published = publisher
-                .publish(flags.required("source")?, &request)
-                .await?;
+            let published = publisher.publish(flags.required("source")?, &request).await?;
             println!(
                 "{}",
                 serde_json::json!({"id": request.id, "sequence": published.sequence, "duplicate": published.duplicate})
@@ -60,9 +44,7 @@ async fn main() -> anyhow::Result<()> {
         }
         "listen" => {
             let cursor = flags.one("cursor");
-            let mut conn =
-                Connection::connect(flags.required("url")?, flags.required("token")?, cursor)
-                    .await?;
+            let mut conn = Connection::connect(flags.required("url")?, flags.required("token")?, cursor).await?;
             loop {
                 let event = conn.next().await?;
                 println!("{event:?}");
@@ -77,10 +59,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn random_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("cli-{nanos:x}")
 }
 
@@ -92,35 +71,22 @@ impl Flags {
         let mut pairs = Vec::new();
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
-            let Some(name) = a.strip_prefix("--") else {
-                bail!("unexpected argument {a:?}")
-            };
-            let value = it
-                .next()
-                .with_context(|| format!("--{name} needs a value"))?;
+            let Some(name) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}") };
+            let value = it.next().with_context(|| format!("--{name} needs a value"))?;
             pairs.push((name.to_owned(), value));
         }
         Ok(Flags(pairs))
     }
 
     fn one(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn all(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
     }
 
     fn required(&self, name: &str) -> anyhow::Result<&str> {
-        self.one(name)
-            .with_context(|| format!("--{name} is required"))
+        self.one(name).with_context(|| format!("--{name} is required"))
     }
 }
