@@ -15,8 +15,5 @@ pub use stack::{Stack, StackOptions};
 /// Installs a compact log subscriber once (`HERALD_TEST_LOG=debug` to see more).
 pub fn init_logging() {
     let filter = std::env::var("HERALD_TEST_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }

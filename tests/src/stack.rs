@@ -84,11 +84,7 @@ impl Task {
                 let _ = done_tx.send(());
             })
             .expect("spawning a thread");
-        Task {
-            shutdown,
-            kill: Some(kill_tx),
-            done: Some(done_rx),
-        }
+        Task { shutdown, kill: Some(kill_tx), done: Some(done_rx) }
     }
 
     /// Cancels and waits for a clean exit.
@@ -182,15 +178,8 @@ impl Stack {
             ("HERALD_DRAIN_SECONDS", drain),
             ("HERALD_SHUTDOWN_GRACE_SECONDS", "2".into()),
         ];
-        let pairs: Vec<(&str, String)> = pairs
-            .into_iter()
-            .chain(
-                self.options
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.clone())),
-            )
-            .collect();
+        let pairs: Vec<(&str, String)> =
+            pairs.into_iter().chain(self.options.env.iter().map(|(k, v)| (k.as_str(), v.clone()))).collect();
         Vars::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
     }
 
@@ -219,14 +208,11 @@ impl Stack {
         let ops = listener.local_addr()?;
         let task = Task::spawn("runner", move |token| async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-            if let Err(e) = herald_functions::runner::run_with(listener, config, token, wrap).await
-            {
+            if let Err(e) = herald_functions::runner::run_with(listener, config, token, wrap).await {
                 tracing::error!(error = %e, "runner failed");
             }
         });
-        wait_ready(&format!("http://{ops}/readyz"))
-            .await
-            .context("runner did not become ready")?;
+        wait_ready(&format!("http://{ops}/readyz")).await.context("runner did not become ready")?;
         self.runner = Some(task);
         Ok(())
     }
@@ -243,9 +229,7 @@ impl Stack {
                 tracing::error!(error = %e, "gateway failed");
             }
         });
-        wait_ready(&format!("http://{addr}/readyz"))
-            .await
-            .context("gateway did not become ready")?;
+        wait_ready(&format!("http://{addr}/readyz")).await.context("gateway did not become ready")?;
         self.gateways.push((addr.to_string(), task));
         Ok(self.gateways.len() - 1)
     }
@@ -267,12 +251,7 @@ impl Stack {
         self.connect_to(0, user, cursor).await
     }
 
-    pub async fn connect_to(
-        &self,
-        gw: usize,
-        user: &str,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<Connection> {
+    pub async fn connect_to(&self, gw: usize, user: &str, cursor: Option<&str>) -> anyhow::Result<Connection> {
         let mut c = Connection::connect(&self.ws_url(gw), &self.token(user), cursor).await?;
         match next_event(&mut c).await? {
             Event::Welcome { user: u, .. } if u == user => Ok(c),
@@ -280,11 +259,7 @@ impl Stack {
         }
     }
 
-    pub async fn publish(
-        &self,
-        id: &str,
-        users: &[&str],
-    ) -> anyhow::Result<herald_client::Published> {
+    pub async fn publish(&self, id: &str, users: &[&str]) -> anyhow::Result<herald_client::Published> {
         Ok(self.publisher.publish("test", &request(id, users)).await?)
     }
 
@@ -305,9 +280,7 @@ impl Stack {
     /// How many messages `HERALD_USER` holds for `user`.
     pub async fn stream_count(&self, user: &str) -> anyhow::Result<u64> {
         let stream = self.js.get_stream(subject::USER_STREAM).await?;
-        let info = stream
-            .info_with_subjects(subject::user_subject(user))
-            .await?;
+        let info = stream.info_with_subjects(subject::user_subject(user)).await?;
         let mut total = 0;
         let mut info = info;
         use futures::StreamExt;
@@ -322,10 +295,7 @@ impl Stack {
 pub fn request(id: &str, users: &[&str]) -> NotificationRequest {
     NotificationRequest {
         id: id.into(),
-        recipients: Recipients {
-            users: users.iter().map(|u| u.to_string()).collect(),
-            teams: vec![],
-        },
+        recipients: Recipients { users: users.iter().map(|u| u.to_string()).collect(), teams: vec![] },
         kind: "test".into(),
         title: format!("title of {id}"),
         body: None,
@@ -336,10 +306,7 @@ pub fn request(id: &str, users: &[&str]) -> NotificationRequest {
 
 /// The next event, or an error after 10 s.
 pub async fn next_event(c: &mut Connection) -> anyhow::Result<Event> {
-    tokio::time::timeout(Duration::from_secs(10), c.next())
-        .await
-        .context("no event within 10 s")?
-        .map_err(Into::into)
+    tokio::time::timeout(Duration::from_secs(10), c.next()).await.context("no event within 10 s")?.map_err(Into::into)
 }
 
 /// Everything that arrives within `quiet` of the previous event (or the start).
@@ -369,26 +336,13 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
 pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").context("http:// URL")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).context("status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))
 }

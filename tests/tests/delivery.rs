@@ -10,11 +10,9 @@ fn notifications(events: &[Event]) -> Vec<(String, bool, String)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Notification {
-                cursor,
-                replay,
-                notification,
-            } => Some((cursor.clone(), *replay, notification.id.clone())),
+            Event::Notification { cursor, replay, notification } => {
+                Some((cursor.clone(), *replay, notification.id.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -26,11 +24,7 @@ async fn a_published_notification_reaches_the_connected_user_live() -> anyhow::R
     let mut alice = stack.connect("alice", None).await?;
     stack.publish("n-1", &["alice"]).await?;
     match next_event(&mut alice).await? {
-        Event::Notification {
-            replay,
-            notification,
-            cursor,
-        } => {
+        Event::Notification { replay, notification, cursor } => {
             assert!(!replay);
             assert_eq!(notification.id, "n-1");
             assert_eq!(notification.title, "title of n-1");
@@ -48,16 +42,12 @@ async fn missed_notifications_replay_in_order_exactly_once_then_live() -> anyhow
     let stack = Stack::start(StackOptions::default()).await?;
     let mut bob = stack.connect("bob", None).await?;
     stack.publish("first", &["bob"]).await?;
-    let Event::Notification { cursor, .. } = next_event(&mut bob).await? else {
-        panic!("no first")
-    };
+    let Event::Notification { cursor, .. } = next_event(&mut bob).await? else { panic!("no first") };
     bob.close().await;
 
     // 50 while away, each also for someone else so the stream interleaves users.
     for i in 0..50 {
-        stack
-            .publish(&format!("away-{i:02}"), &["bob", "carol"])
-            .await?;
+        stack.publish(&format!("away-{i:02}"), &["bob", "carol"]).await?;
     }
     // Wait until all 50 are stored for bob, as a client would simply come back later.
     for _ in 0..200 {
@@ -82,14 +72,8 @@ async fn missed_notifications_replay_in_order_exactly_once_then_live() -> anyhow
     let ids: Vec<&str> = replayed.iter().map(|(_, _, id)| id.as_str()).collect();
     let expected: Vec<String> = (0..50).map(|i| format!("away-{i:02}")).collect();
     assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        replayed.iter().all(|(_, replay, _)| *replay),
-        "all marked replay"
-    );
-    let cursors: Vec<u64> = replayed
-        .iter()
-        .map(|(c, _, _)| c.parse().unwrap())
-        .collect();
+    assert!(replayed.iter().all(|(_, replay, _)| *replay), "all marked replay");
+    let cursors: Vec<u64> = replayed.iter().map(|(c, _, _)| c.parse().unwrap()).collect();
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors grow");
     match events.last() {
         Some(Event::Replayed { count, cursor }) => {
@@ -101,19 +85,10 @@ async fn missed_notifications_replay_in_order_exactly_once_then_live() -> anyhow
 
     stack.publish("after", &["bob"]).await?;
     match next_event(&mut bob).await? {
-        Event::Notification {
-            replay: false,
-            notification,
-            ..
-        } => assert_eq!(notification.id, "after"),
+        Event::Notification { replay: false, notification, .. } => assert_eq!(notification.id, "after"),
         other => panic!("expected the live one, got {other:?}"),
     }
-    assert!(
-        drain_events(&mut bob, Duration::from_millis(300))
-            .await
-            .is_empty(),
-        "nothing twice"
-    );
+    assert!(drain_events(&mut bob, Duration::from_millis(300)).await.is_empty(), "nothing twice");
     Ok(())
 }
 
@@ -132,28 +107,16 @@ async fn reconnecting_at_the_newest_cursor_replays_nothing() -> anyhow::Result<(
     }
     dana.close().await;
     let mut dana = stack.connect("dana", Some(&cursor)).await?;
-    assert_eq!(
-        next_event(&mut dana).await?,
-        Event::Replayed {
-            cursor: Some(cursor),
-            count: 0
-        }
-    );
+    assert_eq!(next_event(&mut dana).await?, Event::Replayed { cursor: Some(cursor), count: 0 });
     Ok(())
 }
 
 #[tokio::test]
 async fn a_cursor_the_stream_no_longer_keeps_gets_reset_then_live() -> anyhow::Result<()> {
-    let stack = Stack::start(StackOptions {
-        user_max_per_subject: 3,
-        ..Default::default()
-    })
-    .await?;
+    let stack = Stack::start(StackOptions { user_max_per_subject: 3, ..Default::default() }).await?;
     let mut erin = stack.connect("erin", None).await?;
     stack.publish("e-0", &["erin"]).await?;
-    let Event::Notification { cursor, .. } = next_event(&mut erin).await? else {
-        panic!()
-    };
+    let Event::Notification { cursor, .. } = next_event(&mut erin).await? else { panic!() };
     erin.close().await;
     for i in 1..=5 {
         stack.publish(&format!("e-{i}"), &["erin"]).await?;
@@ -166,11 +129,7 @@ async fn a_cursor_the_stream_no_longer_keeps_gets_reset_then_live() -> anyhow::R
     assert!(matches!(next_event(&mut erin).await?, Event::Reset { .. }));
     stack.publish("e-live", &["erin"]).await?;
     match next_event(&mut erin).await? {
-        Event::Notification {
-            notification,
-            replay: false,
-            ..
-        } => assert_eq!(notification.id, "e-live"),
+        Event::Notification { notification, replay: false, .. } => assert_eq!(notification.id, "e-live"),
         other => panic!("expected live after reset, got {other:?}"),
     }
     // A cursor that was never this user's is unknown: reset too.

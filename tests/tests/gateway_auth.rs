@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    herald_tests::servers::repo_root()
-        .join("tests/fixtures/keys")
-        .join(name)
+    herald_tests::servers::repo_root().join("tests/fixtures/keys").join(name)
 }
 
 fn sign_rs(key: &str, kid: Option<&str>, claims: &Value) -> String {
@@ -30,10 +28,7 @@ fn claims(sub: &str, ttl: i64) -> Value {
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Connects with `token` in hello and returns the close code (None if welcomed).
@@ -56,33 +51,23 @@ async fn a_header_token_authenticates_and_a_url_token_is_refused() -> anyhow::Re
     let mut c = Connection::connect_with_header(&stack.ws_url(0), &t, None).await?;
     assert!(matches!(next_event(&mut c).await?, Event::Welcome { .. }));
     stack.publish("via-header", &["hdr"]).await?;
-    assert!(matches!(
-        next_event(&mut c).await?,
-        Event::Notification { .. }
-    ));
+    assert!(matches!(next_event(&mut c).await?, Event::Notification { .. }));
 
     // A bad header token is refused before the upgrade.
     let bad = token::sign("wrong", &claims("hdr", 600));
-    let err = Connection::connect_with_header(&stack.ws_url(0), &bad, None)
-        .await
-        .err()
-        .expect("refused");
+    let err = Connection::connect_with_header(&stack.ws_url(0), &bad, None).await.err().expect("refused");
     assert!(err.to_string().contains("401"), "{err}");
 
     for q in ["token", "access_token", "jwt"] {
         let url = format!("{}?{q}={t}", stack.ws_url(0));
-        let err = tokio_tungstenite::connect_async(url.into_client_request()?)
-            .await
-            .err()
-            .expect("refused");
+        let err = tokio_tungstenite::connect_async(url.into_client_request()?).await.err().expect("refused");
         assert!(err.to_string().contains("400"), "{q}: {err}");
     }
     Ok(())
 }
 
 #[tokio::test]
-async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() -> anyhow::Result<()>
-{
+async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() -> anyhow::Result<()> {
     let pub_pem = fixture("rsa-old.pub.pem");
     let stack = Stack::start(StackOptions {
         env: env(&[
@@ -96,11 +81,7 @@ async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() 
     .await?;
     let now = token::now_secs() as i64;
     let good = sign_rs("rsa-old.key", None, &claims("pk-user", 600));
-    assert_eq!(
-        close_code(&stack, &good).await?,
-        None,
-        "a good RS256 token is welcomed"
-    );
+    assert_eq!(close_code(&stack, &good).await?, None, "a good RS256 token is welcomed");
 
     let b64 = |v: Value| {
         use base64::Engine;
@@ -114,25 +95,11 @@ async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() 
     // HS256 signed with the RSA public key as the secret: the classic algorithm confusion.
     let confused = {
         let pem = std::fs::read(&pub_pem)?;
-        encode(
-            &Header::new(Algorithm::HS256),
-            &claims("pk-user", 600),
-            &EncodingKey::from_secret(&pem),
-        )?
+        encode(&Header::new(Algorithm::HS256), &claims("pk-user", 600), &EncodingKey::from_secret(&pem))?
     };
     let cases: Vec<(&str, String)> = vec![
-        (
-            "wrong key",
-            sign_rs("rsa-new.key", None, &claims("pk-user", 600)),
-        ),
-        (
-            "alg none",
-            format!(
-                "{}.{}.",
-                b64(json!({"alg":"none","typ":"JWT"})),
-                b64(claims("pk-user", 600))
-            ),
-        ),
+        ("wrong key", sign_rs("rsa-new.key", None, &claims("pk-user", 600))),
+        ("alg none", format!("{}.{}.", b64(json!({"alg":"none","typ":"JWT"})), b64(claims("pk-user", 600)))),
         ("HS256 with the public key", confused),
         ("expired", with(&|c| c["exp"] = json!(now - 120))),
         (
@@ -142,10 +109,7 @@ async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() 
             }),
         ),
         ("wrong aud", with(&|c| c["aud"] = json!("other"))),
-        (
-            "wrong iss",
-            with(&|c| c["iss"] = json!("https://evil.example")),
-        ),
+        ("wrong iss", with(&|c| c["iss"] = json!("https://evil.example"))),
         (
             "no iss",
             with(&|c| {
@@ -157,21 +121,9 @@ async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() 
     for (what, t) in cases {
         assert_eq!(close_code(&stack, &t).await?, Some(4001), "{what}");
     }
-    let metrics =
-        herald_tests::stack::http_get(&format!("http://{}/metrics", stack.gateway_addr(0)))
-            .await?
-            .1;
-    for reason in [
-        "signature",
-        "expired",
-        "audience",
-        "issuer",
-        "not_yet_valid",
-    ] {
-        assert!(
-            metrics.contains(&format!("reason=\"{reason}\"")),
-            "metrics count {reason}"
-        );
+    let metrics = herald_tests::stack::http_get(&format!("http://{}/metrics", stack.gateway_addr(0))).await?.1;
+    for reason in ["signature", "expired", "audience", "issuer", "not_yet_valid"] {
+        assert!(metrics.contains(&format!("reason=\"{reason}\"")), "metrics count {reason}");
     }
     assert!(!metrics.contains("eyJ"), "no token in metrics");
     Ok(())
@@ -191,16 +143,8 @@ async fn jwks_rotation_accepts_both_keys_while_both_are_listed() -> anyhow::Resu
     let new = sign_rs("rsa-new.key", Some("rsa-new"), &claims("rot", 600));
     let forged = sign_rs("rsa-new.key", Some("rsa-old"), &claims("rot", 600));
     assert_eq!(close_code(&stack, &old).await?, None);
-    assert_eq!(
-        close_code(&stack, &new).await?,
-        Some(4001),
-        "new key not listed yet"
-    );
-    assert_eq!(
-        close_code(&stack, &forged).await?,
-        Some(4001),
-        "kid of one key, signed by another"
-    );
+    assert_eq!(close_code(&stack, &new).await?, Some(4001), "new key not listed yet");
+    assert_eq!(close_code(&stack, &forged).await?, Some(4001), "kid of one key, signed by another");
 
     // Rotation step 1: both listed. The file is re-read within a second or two.
     tokio::time::sleep(Duration::from_millis(1100)).await; // a different mtime
@@ -230,56 +174,27 @@ async fn refresh_keeps_delivery_and_another_users_token_closes_4003() -> anyhow:
     }
     c.refresh(&stack.token("someone-else")).await?;
     let events = drain_events(&mut c, Duration::from_secs(2)).await;
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::Closed {
-                code: Some(4003),
-                ..
-            }
-        )),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, Event::Closed { code: Some(4003), .. })), "{events:?}");
     Ok(())
 }
 
 #[tokio::test]
-async fn an_expiring_token_gets_token_expiring_then_4001_at_exp_unless_refreshed()
--> anyhow::Result<()> {
+async fn an_expiring_token_gets_token_expiring_then_4001_at_exp_unless_refreshed() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions::default()).await?;
     let short = token::user_token(SECRET, AUDIENCE, "exp-user", 3);
     let mut c = Connection::connect(&stack.ws_url(0), &short, None).await?;
     assert!(matches!(next_event(&mut c).await?, Event::Welcome { .. }));
-    assert!(matches!(
-        next_event(&mut c).await?,
-        Event::TokenExpiring { .. }
-    ));
+    assert!(matches!(next_event(&mut c).await?, Event::TokenExpiring { .. }));
     let started = Instant::now();
     let events = drain_events(&mut c, Duration::from_secs(6)).await;
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::Closed {
-                code: Some(4001),
-                ..
-            }
-        )),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, Event::Closed { code: Some(4001), .. })), "{events:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // The same, refreshed in time: it stays.
-    let mut c = Connection::connect(
-        &stack.ws_url(0),
-        &token::user_token(SECRET, AUDIENCE, "exp-user", 3),
-        None,
-    )
-    .await?;
+    let mut c =
+        Connection::connect(&stack.ws_url(0), &token::user_token(SECRET, AUDIENCE, "exp-user", 3), None).await?;
     assert!(matches!(next_event(&mut c).await?, Event::Welcome { .. }));
-    assert!(matches!(
-        next_event(&mut c).await?,
-        Event::TokenExpiring { .. }
-    ));
+    assert!(matches!(next_event(&mut c).await?, Event::TokenExpiring { .. }));
     c.refresh(&stack.token("exp-user")).await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     stack.publish("still-here", &["exp-user"]).await?;
@@ -310,91 +225,38 @@ async fn admin(
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split(' ').nth(1).unwrap_or("0").parse()?;
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
+    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     Ok((status, json))
 }
 
 #[tokio::test]
 async fn a_revoked_user_is_closed_on_every_gateway_within_a_second() -> anyhow::Result<()> {
-    let stack = Stack::start(StackOptions {
-        gateways: 2,
-        ..Default::default()
-    })
-    .await?;
+    let stack = Stack::start(StackOptions { gateways: 2, ..Default::default() }).await?;
     let mut on0 = stack.connect_to(0, "victim", None).await?;
     let mut on1 = stack.connect_to(1, "victim", None).await?;
     let mut other = stack.connect_to(1, "bystander", None).await?;
     let now = token::now_secs();
-    let admin_token = token::sign(
-        SECRET,
-        &json!({"sub":"ops","aud":AUDIENCE,"exp":now+600,"scope":"admin"}),
-    );
+    let admin_token = token::sign(SECRET, &json!({"sub":"ops","aud":AUDIENCE,"exp":now+600,"scope":"admin"}));
     let user_token = stack.token("not-admin");
     let old_victim_token = stack.token("victim");
 
-    assert_eq!(
-        admin(
-            &stack,
-            0,
-            "POST",
-            Some(json!({"user":"victim"})),
-            &user_token
-        )
-        .await?
-        .0,
-        403
-    );
-    assert_eq!(
-        admin(&stack, 0, "POST", Some(json!({"user":"victim"})), "nope")
-            .await?
-            .0,
-        401
-    );
-    assert_eq!(
-        admin(&stack, 0, "POST", Some(json!({})), &admin_token)
-            .await?
-            .0,
-        400
-    );
+    assert_eq!(admin(&stack, 0, "POST", Some(json!({"user":"victim"})), &user_token).await?.0, 403);
+    assert_eq!(admin(&stack, 0, "POST", Some(json!({"user":"victim"})), "nope").await?.0, 401);
+    assert_eq!(admin(&stack, 0, "POST", Some(json!({})), &admin_token).await?.0, 400);
 
     let started = Instant::now();
-    let (status, _) = admin(
-        &stack,
-        0,
-        "POST",
-        Some(json!({"user":"victim","reason":"stolen laptop"})),
-        &admin_token,
-    )
-    .await?;
+    let (status, _) =
+        admin(&stack, 0, "POST", Some(json!({"user":"victim","reason":"stolen laptop"})), &admin_token).await?;
     assert_eq!(status, 201);
     for c in [&mut on0, &mut on1] {
         let events = drain_events(c, Duration::from_millis(1500)).await;
-        assert!(
-            events.iter().any(|e| matches!(
-                e,
-                Event::Closed {
-                    code: Some(4001),
-                    ..
-                }
-            )),
-            "{events:?}"
-        );
+        assert!(events.iter().any(|e| matches!(e, Event::Closed { code: Some(4001), .. })), "{events:?}");
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "closed within ~1 s: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_millis(1500), "closed within ~1 s: {:?}", started.elapsed());
     // The old token no longer connects anywhere; the bystander is untouched.
     assert_eq!(close_code(&stack, &old_victim_token).await?, Some(4001));
     stack.publish("for-bystander", &["bystander"]).await?;
-    assert!(matches!(
-        next_event(&mut other).await?,
-        Event::Notification { .. }
-    ));
+    assert!(matches!(next_event(&mut other).await?, Event::Notification { .. }));
     let (status, list) = admin(&stack, 1, "GET", None, &admin_token).await?;
     assert_eq!(status, 200);
     assert_eq!(list["revocations"][0]["user"], "victim");
@@ -405,50 +267,24 @@ async fn a_revoked_user_is_closed_on_every_gateway_within_a_second() -> anyhow::
     assert_eq!(close_code(&stack, &stack.token("victim")).await?, None);
 
     // Revoking one token id closes only that token's session.
-    let t1 = token::sign(
-        SECRET,
-        &json!({"sub":"multi","aud":AUDIENCE,"exp":now+600,"jti":"t-1"}),
-    );
-    let t2 = token::sign(
-        SECRET,
-        &json!({"sub":"multi","aud":AUDIENCE,"exp":now+600,"jti":"t-2"}),
-    );
+    let t1 = token::sign(SECRET, &json!({"sub":"multi","aud":AUDIENCE,"exp":now+600,"jti":"t-1"}));
+    let t2 = token::sign(SECRET, &json!({"sub":"multi","aud":AUDIENCE,"exp":now+600,"jti":"t-2"}));
     let mut c1 = Connection::connect(&stack.ws_url(0), &t1, None).await?;
     let mut c2 = Connection::connect(&stack.ws_url(1), &t2, None).await?;
     assert!(matches!(next_event(&mut c1).await?, Event::Welcome { .. }));
     assert!(matches!(next_event(&mut c2).await?, Event::Welcome { .. }));
-    assert_eq!(
-        admin(&stack, 1, "POST", Some(json!({"jti":"t-1"})), &admin_token)
-            .await?
-            .0,
-        201
-    );
+    assert_eq!(admin(&stack, 1, "POST", Some(json!({"jti":"t-1"})), &admin_token).await?.0, 201);
     let events = drain_events(&mut c1, Duration::from_millis(1500)).await;
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::Closed {
-                code: Some(4001),
-                ..
-            }
-        )),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, Event::Closed { code: Some(4001), .. })), "{events:?}");
     stack.publish("for-t2", &["multi"]).await?;
-    assert!(matches!(
-        next_event(&mut c2).await?,
-        Event::Notification { .. }
-    ));
+    assert!(matches!(next_event(&mut c2).await?, Event::Notification { .. }));
     Ok(())
 }
 
 #[tokio::test]
 async fn an_origin_not_allowed_is_refused_before_the_upgrade() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions {
-        env: env(&[(
-            "HERALD_ALLOWED_ORIGINS",
-            "https://app.example, https://admin.example",
-        )]),
+        env: env(&[("HERALD_ALLOWED_ORIGINS", "https://app.example, https://admin.example")]),
         ..Default::default()
     })
     .await?;
@@ -460,10 +296,7 @@ async fn an_origin_not_allowed_is_refused_before_the_upgrade() -> anyhow::Result
             anyhow::Ok(tokio_tungstenite::connect_async(req).await)
         }
     };
-    let err = connect("https://evil.example")
-        .await?
-        .err()
-        .expect("refused");
+    let err = connect("https://evil.example").await?.err().expect("refused");
     assert!(err.to_string().contains("403"), "{err}");
     assert!(connect("https://app.example").await?.is_ok());
     Ok(())

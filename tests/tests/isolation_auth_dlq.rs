@@ -14,9 +14,7 @@ use serde_json::json;
 #[tokio::test]
 async fn ids_with_subject_syntax_never_receive_each_others_notifications() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions::default()).await?;
-    let users = [
-        "a.b", "a", "a.*", "*", ">", "a.>", "a b", "a  b", "élodie", "Élodie", "用户", "a.b.c",
-    ];
+    let users = ["a.b", "a", "a.*", "*", ">", "a.>", "a b", "a  b", "élodie", "Élodie", "用户", "a.b.c"];
     let mut conns = Vec::new();
     for u in users {
         conns.push(stack.connect(u, None).await?);
@@ -58,32 +56,11 @@ async fn bad_tokens_are_refused_with_4001() -> anyhow::Result<()> {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
     let cases = [
-        (
-            "wrong key",
-            token::sign(
-                "another-secret",
-                &json!({"sub":"u","aud":AUDIENCE,"exp":now+600}),
-            ),
-        ),
-        (
-            "expired",
-            token::sign(SECRET, &json!({"sub":"u","aud":AUDIENCE,"exp":now-600})),
-        ),
-        (
-            "no exp",
-            token::sign(SECRET, &json!({"sub":"u","aud":AUDIENCE})),
-        ),
-        (
-            "other aud",
-            token::sign(
-                SECRET,
-                &json!({"sub":"u","aud":"someone-else","exp":now+600}),
-            ),
-        ),
-        (
-            "no aud",
-            token::sign(SECRET, &json!({"sub":"u","exp":now+600})),
-        ),
+        ("wrong key", token::sign("another-secret", &json!({"sub":"u","aud":AUDIENCE,"exp":now+600}))),
+        ("expired", token::sign(SECRET, &json!({"sub":"u","aud":AUDIENCE,"exp":now-600}))),
+        ("no exp", token::sign(SECRET, &json!({"sub":"u","aud":AUDIENCE}))),
+        ("other aud", token::sign(SECRET, &json!({"sub":"u","aud":"someone-else","exp":now+600}))),
+        ("no aud", token::sign(SECRET, &json!({"sub":"u","exp":now+600}))),
         (
             "alg none",
             format!(
@@ -93,32 +70,21 @@ async fn bad_tokens_are_refused_with_4001() -> anyhow::Result<()> {
             ),
         ),
         ("garbage", "not-a-jwt".to_owned()),
-        (
-            "empty sub",
-            token::sign(SECRET, &json!({"sub":"","aud":AUDIENCE,"exp":now+600})),
-        ),
+        ("empty sub", token::sign(SECRET, &json!({"sub":"","aud":AUDIENCE,"exp":now+600}))),
     ];
     for (what, t) in cases {
         let (code, events) = refused(&stack, &t).await?;
         assert_eq!(code, Some(4001), "{what}: {events:?}");
         assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Error { code, .. } if code == "unauthenticated")),
+            events.iter().any(|e| matches!(e, Event::Error { code, .. } if code == "unauthenticated")),
             "{what}: an error frame first"
         );
-        assert!(
-            !events.iter().any(|e| matches!(e, Event::Welcome { .. })),
-            "{what}"
-        );
+        assert!(!events.iter().any(|e| matches!(e, Event::Welcome { .. })), "{what}");
     }
     // The good token still works on the same gateway.
     let mut ok = stack.connect("u", None).await?;
     stack.publish("still-serving", &["u"]).await?;
-    assert!(matches!(
-        next_event(&mut ok).await?,
-        Event::Notification { .. }
-    ));
+    assert!(matches!(next_event(&mut ok).await?, Event::Notification { .. }));
     Ok(())
 }
 
@@ -129,47 +95,29 @@ async fn invalid_requests_land_on_the_dlq_with_their_reason() -> anyhow::Result<
         ("no-recipients", json!({"id":"x1","recipients":{},"kind":"k","title":"t"}).to_string(), "no_recipients"),
         ("no-title", json!({"id":"x2","recipients":{"users":["u"]},"kind":"k"}).to_string(), "malformed"),
         ("not-json", "{oops".to_owned(), "malformed"),
-        ("bad-date", json!({"id":"x4","recipients":{"users":["u"]},"kind":"k","title":"t","created_at":"soon"}).to_string(), "bad_created_at"),
+        (
+            "bad-date",
+            json!({"id":"x4","recipients":{"users":["u"]},"kind":"k","title":"t","created_at":"soon"}).to_string(),
+            "bad_created_at",
+        ),
     ];
     for (id, body, _) in &cases {
-        stack
-            .publisher
-            .publish_raw("billing", id, body.clone().into())
-            .await?;
+        stack.publisher.publish_raw("billing", id, body.clone().into()).await?;
     }
     // A valid one after them is still delivered: bad input loses nothing else.
     stack.publish("valid-after", &["u"]).await?;
 
     let dlq = stack.js.get_stream("HERALD_DLQ").await?;
-    let consumer = dlq
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?;
+    let consumer =
+        dlq.create_consumer(pull::Config { deliver_policy: DeliverPolicy::All, ..Default::default() }).await?;
     let mut msgs = consumer.messages().await?;
     for (_, body, code) in &cases {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
-            .await?
-            .expect("a dead letter")?;
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await?.expect("a dead letter")?;
         assert_eq!(m.subject.as_str(), "herald.dlq.billing");
-        assert_eq!(
-            std::str::from_utf8(&m.payload)?,
-            body,
-            "the original body is kept"
-        );
+        assert_eq!(std::str::from_utf8(&m.payload)?, body, "the original body is kept");
         let headers = m.headers.as_ref().expect("headers");
-        assert_eq!(
-            headers.get(HDR_REASON_CODE).map(|v| v.as_str()),
-            Some(*code)
-        );
-        assert!(
-            !headers
-                .get(HDR_REASON)
-                .map(|v| v.as_str())
-                .unwrap_or("")
-                .is_empty()
-        );
+        assert_eq!(headers.get(HDR_REASON_CODE).map(|v| v.as_str()), Some(*code));
+        assert!(!headers.get(HDR_REASON).map(|v| v.as_str()).unwrap_or("").is_empty());
         m.ack().await.map_err(|e| anyhow::anyhow!(e))?;
     }
     for _ in 0..100 {

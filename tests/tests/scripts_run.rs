@@ -26,10 +26,7 @@ async fn scripts_run_starts_serves_and_stops_what_it_started() -> anyhow::Result
         .arg(root.join("scripts/run"))
         .env("HERALD_BIN_DIR", root.join("target/debug"))
         .env("HERALD_NATS_URL", nats.url())
-        .env(
-            "HERALD_DYNAMODB_ENDPOINT",
-            format!("http://127.0.0.1:{ddb}"),
-        )
+        .env("HERALD_DYNAMODB_ENDPOINT", format!("http://127.0.0.1:{ddb}"))
         .env("HERALD_LISTEN", format!("127.0.0.1:{gw}"))
         .env("HERALD_FUNCTIONS_LISTEN", format!("127.0.0.1:{fx}"))
         .env("HERALD_DATA_DIR", data.path())
@@ -53,32 +50,14 @@ async fn scripts_run_starts_serves_and_stops_what_it_started() -> anyhow::Result
         lines
     });
     let printed = tokio::time::timeout(Duration::from_secs(120), printed).await??;
-    let token = printed
-        .iter()
-        .map(|l| l.trim())
-        .find(|l| l.starts_with("eyJ"))
-        .expect("a token line")
-        .to_owned();
-    let publish = printed
-        .iter()
-        .map(|l| l.trim())
-        .find(|l| l.contains(" publish "))
-        .expect("a publish command");
-    assert!(
-        printed
-            .iter()
-            .any(|l| l.contains(&format!("ws://127.0.0.1:{gw}/v1/ws"))),
-        "{printed:?}"
-    );
+    let token = printed.iter().map(|l| l.trim()).find(|l| l.starts_with("eyJ")).expect("a token line").to_owned();
+    let publish = printed.iter().map(|l| l.trim()).find(|l| l.contains(" publish ")).expect("a publish command");
+    assert!(printed.iter().any(|l| l.contains(&format!("ws://127.0.0.1:{gw}/v1/ws"))), "{printed:?}");
 
     // The printed token and command work as printed.
     let mut c = Connection::connect(&format!("ws://127.0.0.1:{gw}/v1/ws"), &token, None).await?;
     assert!(matches!(next_event(&mut c).await?, Event::Welcome { .. }));
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(publish)
-        .stdout(Stdio::null())
-        .status()?;
+    let status = Command::new("bash").arg("-c").arg(publish).stdout(Stdio::null()).status()?;
     assert!(status.success(), "the printed publish command failed");
     match next_event(&mut c).await? {
         Event::Notification { notification, .. } => {
@@ -92,18 +71,12 @@ async fn scripts_run_starts_serves_and_stops_what_it_started() -> anyhow::Result
     Command::new("kill").args(["-TERM", &pid]).status()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait()?.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "scripts/run did not exit on SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "scripts/run did not exit on SIGTERM");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for port in [gw, fx, ddb] {
         assert!(!listening(port), "port {port} still served after stop");
     }
-    assert!(
-        listening(nats.port),
-        "the pre-existing NATS server was stopped"
-    );
+    assert!(listening(nats.port), "the pre-existing NATS server was stopped");
     Ok(())
 }

@@ -111,7 +111,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!("bench-latency: {} users, {} notifications offered at {}/s over {:.1} s", a.users, a.count, a.rate, offered.as_secs_f64());
+    println!(
+        "bench-latency: {} users, {} notifications offered at {}/s over {:.1} s",
+        a.users,
+        a.count,
+        a.rate,
+        offered.as_secs_f64()
+    );
     println!(
         "publish→socket latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
         ms(0.50),
