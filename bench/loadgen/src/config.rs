@@ -1,0 +1,155 @@
+//! The bench's configuration: one typed struct, from the full-run defaults or the smoke preset,
+//! then from flags (every size can be set, so each scenario runs alone at any scale).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::wire::System;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Idle,
+    Latency,
+    Fanout,
+    Storm,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchConfig {
+    pub smoke: bool,
+    pub systems: Vec<System>,
+    pub scenarios: Vec<Scenario>,
+    /// Idle: gateway processes and connections held by each.
+    pub gateways: usize,
+    pub per_gateway: u64,
+    /// Seconds over which CPU at rest is sampled.
+    pub rest_secs: f64,
+    /// Latency: connected users (over two gateways), rates (notifications/s), seconds per rate.
+    pub users: u64,
+    pub rates: Vec<f64>,
+    pub phase_secs: f64,
+    /// How long to wait for the tail of a phase before what is missing counts as lost.
+    pub drain_secs: f64,
+    /// Fan-out: team size and notifications sent to it, one after the other.
+    pub members: u64,
+    pub fanout_notifications: u64,
+    /// Reconnect storm: clients on the gateway that is killed, the rate that keeps flowing,
+    /// how long it flows, and when (seconds into it) the gateway dies.
+    pub storm_clients: u64,
+    pub storm_rate: f64,
+    pub storm_secs: f64,
+    pub storm_cut_at: f64,
+    pub out: PathBuf,
+    #[serde(skip)]
+    pub secret: String,
+    pub audience: String,
+}
+
+impl BenchConfig {
+    fn full() -> Self {
+        BenchConfig {
+            smoke: false,
+            systems: vec![System::Herald, System::SocketIo],
+            scenarios: vec![Scenario::Idle, Scenario::Latency, Scenario::Fanout, Scenario::Storm],
+            gateways: 5,
+            per_gateway: 15_000,
+            rest_secs: 10.0,
+            users: 20_000,
+            rates: vec![500.0, 2000.0, 5000.0],
+            phase_secs: 10.0,
+            drain_secs: 60.0,
+            members: 10_000,
+            fanout_notifications: 3,
+            storm_clients: 15_000,
+            storm_rate: 1000.0,
+            storm_secs: 12.0,
+            storm_cut_at: 3.0,
+            out: herald_tests::servers::repo_root().join("bench/results"),
+            secret: "bench-secret-not-for-production".into(),
+            audience: "herald".into(),
+        }
+    }
+
+    fn smoke() -> Self {
+        BenchConfig {
+            smoke: true,
+            gateways: 1,
+            per_gateway: 500,
+            rest_secs: 2.0,
+            users: 500,
+            rates: vec![200.0],
+            phase_secs: 2.0,
+            drain_secs: 15.0,
+            members: 500,
+            fanout_notifications: 1,
+            storm_clients: 500,
+            storm_rate: 200.0,
+            storm_secs: 4.0,
+            storm_cut_at: 1.0,
+            ..Self::full()
+        }
+    }
+
+    /// Parses `bench` flags; `--smoke` first picks the small preset the other flags adjust.
+    pub fn from_args(args: &[String]) -> anyhow::Result<Self> {
+        let mut c = if args.iter().any(|a| a == "--smoke") { Self::smoke() } else { Self::full() };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            if flag == "--smoke" {
+                continue;
+            }
+            let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+            let num = |v: &str| v.parse::<f64>().with_context(|| format!("{flag}: {v:?} is not a number"));
+            match flag.as_str() {
+                "--systems" => c.systems = v.split(',').map(parse_system).collect::<anyhow::Result<_>>()?,
+                "--scenarios" => c.scenarios = v.split(',').map(parse_scenario).collect::<anyhow::Result<_>>()?,
+                "--gateways" => c.gateways = num(v)? as usize,
+                "--per-gateway" => c.per_gateway = num(v)? as u64,
+                "--rest-secs" => c.rest_secs = num(v)?,
+                "--users" => c.users = num(v)? as u64,
+                "--rates" => c.rates = v.split(',').map(num).collect::<anyhow::Result<_>>()?,
+                "--phase-secs" => c.phase_secs = num(v)?,
+                "--drain-secs" => c.drain_secs = num(v)?,
+                "--members" => c.members = num(v)? as u64,
+                "--fanout-notifications" => c.fanout_notifications = num(v)? as u64,
+                "--storm-clients" => c.storm_clients = num(v)? as u64,
+                "--storm-rate" => c.storm_rate = num(v)?,
+                "--storm-secs" => c.storm_secs = num(v)?,
+                "--storm-cut-at" => c.storm_cut_at = num(v)?,
+                "--out" => c.out = PathBuf::from(v),
+                _ => bail!("unknown flag {flag}; see docs/benchmarks.md"),
+            }
+        }
+        if c.gateways == 0 || c.rates.iter().any(|r| *r <= 0.0) || c.storm_cut_at >= c.storm_secs {
+            bail!("need at least one gateway, positive rates, and --storm-cut-at < --storm-secs");
+        }
+        Ok(c)
+    }
+
+    /// Gateways each system starts: the idle fleet, and at least two (latency spreads over
+    /// two; the storm kills one and its clients come back on the other).
+    pub fn fleet_size(&self) -> usize {
+        self.gateways.max(2)
+    }
+}
+
+fn parse_system(s: &str) -> anyhow::Result<System> {
+    match s {
+        "herald" => Ok(System::Herald),
+        "socketio" => Ok(System::SocketIo),
+        _ => bail!("unknown system {s:?} (herald, socketio)"),
+    }
+}
+
+fn parse_scenario(s: &str) -> anyhow::Result<Scenario> {
+    match s {
+        "idle" => Ok(Scenario::Idle),
+        "latency" => Ok(Scenario::Latency),
+        "fanout" => Ok(Scenario::Fanout),
+        "storm" => Ok(Scenario::Storm),
+        _ => bail!("unknown scenario {s:?} (idle, latency, fanout, storm)"),
+    }
+}

@@ -1,0 +1,200 @@
+//! One simulated user in a worker: binds a loopback source address, connects, authenticates,
+//! reads notifications into the tally, and, when dropped, reconnects (Herald: with its last
+//! cursor, and counts the replay as done at `replayed`).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+
+use crate::protocol::Incoming;
+use crate::tally::Tally;
+use crate::wire::{StatusReport, System, WorkerSpec, now_us};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// A handshake step that takes longer than this has failed.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Reconnections per user at most, so a dead fleet cannot spin a worker forever.
+const MAX_ATTEMPTS: u32 = 200;
+/// Sockets per source address (each address has ~28k ephemeral ports).
+const PER_SOURCE: u64 = 250;
+
+/// What every user task of a worker shares.
+pub struct Shared {
+    pub spec: WorkerSpec,
+    pub tally: Tally,
+    gate: Semaphore,
+    pub connected: AtomicU64,
+    pub drops: AtomicU64,
+    pub back: AtomicU64,
+    pub replayed: AtomicU64,
+    pub last_back_us: AtomicU64,
+    pub last_replayed_us: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(spec: WorkerSpec) -> Self {
+        Shared {
+            tally: Tally::new(spec.first_user, spec.users),
+            gate: Semaphore::new(spec.connect_concurrency.max(1)),
+            spec,
+            connected: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            back: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            last_back_us: AtomicU64::new(0),
+            last_replayed_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn status(&self) -> StatusReport {
+        StatusReport {
+            connected: self.connected.load(Ordering::Relaxed),
+            drops: self.drops.load(Ordering::Relaxed),
+            back: self.back.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            last_back_us: self.last_back_us.load(Ordering::Relaxed),
+            last_replayed_us: self.last_replayed_us.load(Ordering::Relaxed),
+        }
+    }
+
+    fn mark_replayed(&self) {
+        self.replayed.fetch_add(1, Ordering::Relaxed);
+        self.last_replayed_us.fetch_max(now_us(), Ordering::Relaxed);
+    }
+}
+
+/// The source address of local user `local` in worker net `net`.
+fn source(net: u8, local: u64) -> SocketAddr {
+    let a = local / PER_SOURCE;
+    let ip = Ipv4Addr::new(127, net, (a / 250 % 250 + 1) as u8, (a % 250 + 1) as u8);
+    SocketAddr::V4(SocketAddrV4::new(ip, 0))
+}
+
+/// Runs user `local` until it gives up; `first` learns how its first connection went.
+pub async fn run_user(shared: Arc<Shared>, local: u64, first: oneshot::Sender<Result<(), String>>) {
+    let spec = &shared.spec;
+    let g = spec.first_user + local;
+    let token = herald_client::token::user_token(&spec.secret, &spec.audience, &format!("u{g}"), 6 * 3600);
+    let src = source(spec.source_net, local);
+    let mut cursor: Option<String> = None;
+    let mut first = Some(first);
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 0..MAX_ATTEMPTS {
+        let target = if attempt == 0 {
+            &spec.targets[g as usize % spec.targets.len()]
+        } else {
+            &spec.reconnect_targets[(g + u64::from(attempt)) as usize % spec.reconnect_targets.len()]
+        };
+        let permit = shared.gate.acquire().await.expect("the gate is never closed");
+        let opened = open(spec.system, src, target, &token, cursor.as_deref()).await;
+        drop(permit);
+        match opened {
+            Ok(ws) => {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Ok(()));
+                } else {
+                    shared.back.fetch_add(1, Ordering::Relaxed);
+                    shared.last_back_us.fetch_max(now_us(), Ordering::Relaxed);
+                    // Socket.IO has nothing to replay; Herald without a cursor starts at welcome.
+                    if spec.system == System::SocketIo || cursor.is_none() {
+                        shared.mark_replayed();
+                    }
+                }
+                backoff = Duration::from_millis(250);
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+                read(&shared, local, ws, &mut cursor, attempt > 0).await;
+                shared.connected.fetch_sub(1, Ordering::Relaxed);
+                shared.drops.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(e));
+                    return; // a first connection that fails is reported, not retried
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+        if !spec.reconnect {
+            return;
+        }
+        // A client library's jitter, so a cut fleet does not come back in lockstep.
+        let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+    }
+}
+
+/// Connects from `src` to `target` and authenticates; the socket is ready for notifications.
+async fn open(system: System, src: SocketAddr, target: &str, token: &str, cursor: Option<&str>) -> Result<Ws, String> {
+    let addr: SocketAddr = target.parse().map_err(|e| format!("{target}: {e}"))?;
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    socket.bind(src).map_err(|e| format!("bind {src}: {e}"))?;
+    let stream = timeout(STEP_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    // Small buffers, as the gateway uses: the bench should not need more memory than the server.
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0).max_message_size(Some(1 << 20));
+    let (mut ws, _) = timeout(STEP_TIMEOUT, client_async_with_config(system.url(target), stream, Some(config)))
+        .await
+        .map_err(|_| "upgrade timed out".to_owned())?
+        .map_err(|e| format!("upgrade: {e}"))?;
+    if let Some(hello) = system.hello(token, cursor) {
+        ws.send(Message::text(hello)).await.map_err(|e| format!("hello: {e}"))?;
+    }
+    let welcome = async {
+        while let Some(msg) = ws.next().await {
+            let Message::Text(text) = msg.map_err(|e| format!("handshake: {e}"))? else { continue };
+            match system.parse(&text) {
+                Incoming::Welcome => return Ok(()),
+                Incoming::Open => {
+                    ws.send(Message::text(System::socketio_connect(token))).await.map_err(|e| format!("auth: {e}"))?
+                }
+                Incoming::Refused(why) => return Err(format!("refused: {why}")),
+                _ => {}
+            }
+        }
+        Err("closed during the handshake".to_owned())
+    };
+    timeout(STEP_TIMEOUT, welcome).await.map_err(|_| "no welcome in time".to_owned())??;
+    Ok(ws)
+}
+
+/// Reads until the socket closes, recording notifications and answering engine.io pings.
+async fn read(shared: &Shared, local: u64, mut ws: Ws, cursor: &mut Option<String>, replaying: bool) {
+    let system = shared.spec.system;
+    let mut awaiting_replay = replaying && system == System::Herald && cursor.is_some();
+    while let Some(Ok(msg)) = ws.next().await {
+        let text = match msg {
+            Message::Text(text) => text,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        match system.parse(&text) {
+            Incoming::Notification { stamp, cursor: c } => {
+                shared.tally.record(local as usize, stamp, now_us());
+                if c.is_some() {
+                    *cursor = c;
+                }
+            }
+            Incoming::Replayed if awaiting_replay => {
+                awaiting_replay = false;
+                shared.mark_replayed();
+            }
+            Incoming::Ping if ws.send(Message::text("3")).await.is_err() => break,
+            Incoming::Refused(_) => break,
+            _ => {}
+        }
+    }
+}
