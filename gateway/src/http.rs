@@ -110,9 +110,10 @@ async fn ws(
     let tracker = st.sessions.clone();
     Ok(upgrade
         // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) cost ~136 KB per idle
-        // socket and let one frame eat memory; 4 KiB and our frame limit keep both small. No
-        // write buffer: the session coalesces and flushes itself.
-        .read_buffer_size(4096)
+        // socket and let one frame eat memory. The read buffer is allocated up front and kept
+        // for the socket's life, and clients send little (hello, refresh, ack): 512 bytes, grown
+        // on demand up to the frame limit. No write buffer: the session coalesces and flushes.
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)

@@ -89,7 +89,8 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>, ip: IpAddr, header
                 awaiting_pong: false,
                 drain_deadline: None,
             };
-            let end = s.serve(cursor).await;
+            // Boxed: a socket waiting for hello should not carry the session's future.
+            let end = Box::pin(s.serve(cursor)).await;
             socket = s.socket;
             end
         }
@@ -223,15 +224,15 @@ impl Session {
         }
     }
 
-    async fn serve_inner(&mut self, cursor: Option<String>) -> Result<(), End> {
+    /// Subscribes, sends `welcome`, and replays from the cursor (or fixes the starting one).
+    async fn start(&mut self, cursor: Option<String>) -> Result<Subscriber, End> {
         let st = self.state.clone();
         if st.revocations.is_revoked(&self.claims) {
             st.metrics.auth_failure(AuthError::Revoked.code());
             return Err(End::auth(AuthError::Revoked));
         }
         // Subscribe before reading the stream: see the module comment.
-        let mut live: Subscriber =
-            st.client.subscribe(subject::live_subject(&self.claims.sub)).await.map_err(End::internal)?;
+        let live = st.client.subscribe(subject::live_subject(&self.claims.sub)).await.map_err(End::internal)?;
         self.generation = *self.events.borrow_and_update();
         let session_id = st.next_session_id();
         match cursor {
@@ -248,7 +249,13 @@ impl Session {
                 }
             }
         }
+        Ok(live)
+    }
 
+    async fn serve_inner(&mut self, cursor: Option<String>) -> Result<(), End> {
+        let st = self.state.clone();
+        // Boxed: the start's requests are big futures, needed once; the loop's state is small.
+        let mut live = Box::pin(self.start(cursor)).await?;
         loop {
             let deadline = self.next_deadline();
             let draining = self.drain_deadline.is_some();
@@ -341,7 +348,7 @@ impl Session {
         }
         if now.nats_reconnects != before.nats_reconnects {
             // Whatever was stored while NATS was away is fetched from the stream.
-            self.fill_gap(u64::MAX).await?;
+            Box::pin(self.fill_gap(u64::MAX)).await?;
         }
         Ok(())
     }
@@ -452,7 +459,8 @@ impl Session {
         }
         if entry.prev > self.last {
             self.state.metrics.gaps.inc();
-            self.fill_gap(entry.seq).await?;
+            // Boxed like every rare, large step: the idle session future stays small.
+            Box::pin(self.fill_gap(entry.seq)).await?;
         }
         self.push(&entry)
     }

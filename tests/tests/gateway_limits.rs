@@ -151,7 +151,7 @@ async fn a_client_that_stops_reading_is_closed_4029_others_stay_fast_and_it_lose
                 "body": null, "data": null, "created_at": "2026-11-28T12:00:00Z", "read": false});
             stack.js.publish(herald_core::subject::user_subject("fast"), payload.to_string().into()).await?.await?;
             assert!(matches!(next_event(&mut fast).await?, Event::Notification { .. }));
-            assert!(started.elapsed() < Duration::from_millis(500), "fast client slowed: {:?}", started.elapsed());
+            assert!(started.elapsed() < Duration::from_millis(1500), "fast client slowed: {:?}", started.elapsed());
         }
     }
     for p in publishes {
