@@ -12,12 +12,15 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use herald_core::{InvalidRequest, Notification, NotificationRequest, subject};
 use time::OffsetDateTime;
 
 use crate::ports::{DeadLetter, Failure, Inbox, InboxItem, Outbox, Stored};
 use crate::sequencer::Turn;
+
+/// Per-user publishes of one request awaiting their ack at once (see step 2 of [`deliver`]).
+const MAX_UNACKED_PUBLISHES: usize = 1000;
 
 /// One request as taken from `HERALD_IN`.
 #[derive(Debug, Clone, Copy)]
@@ -83,23 +86,35 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
     let stored: Vec<(&String, Stored)> = stream::iter(writes).buffered(fanout_concurrency.max(1)).try_collect().await?;
 
     // 2. In turn, send the copies not yet published (a copy with a cursor was, by an earlier
-    //    delivery of this request), except to users who muted the kind.
+    //    delivery of this request), except to users who muted the kind. At most
+    //    MAX_UNACKED_PUBLISHES wait for their ack at once: the NATS client holds a bounded pool
+    //    of in-flight acks (5,000) that only awaiting frees, so a 10,000-member team sent
+    //    without awaiting any would wait for itself forever. Awaiting the oldest keeps order.
     turn.wait().await;
-    let mut pending = Vec::new();
+    let mut pending = std::collections::VecDeque::new();
+    let mut acked: Vec<(&String, u64)> = Vec::new();
     for (user, s) in &stored {
         if !matches!(s, Stored::Exists { cursor: Some(_) }) && !muted.contains(*user) {
+            if pending.len() >= MAX_UNACKED_PUBLISHES
+                && let Some((u, p)) = pending.pop_front()
+            {
+                acked.push((u, p.await?));
+            }
             let p = outbox.send_user(user, &notification.id, payload.clone(), accepted_at_ms).await?;
-            pending.push((*user, p));
+            pending.push_back((*user, p));
         }
     }
     turn.release();
 
     // 3. Once each copy is stored in the stream, record its cursor in the inbox.
-    let published = pending.len();
-    let mut cursors = Vec::with_capacity(pending.len());
+    let published = acked.len() + pending.len();
+    let id = &notification.id;
+    let mut cursors = Vec::with_capacity(published);
+    for (user, seq) in acked {
+        cursors.push(async move { inbox.set_cursor(user, id, seq).await }.boxed());
+    }
     for (user, p) in pending {
-        let id = &notification.id;
-        cursors.push(async move { inbox.set_cursor(user, id, p.await?).await });
+        cursors.push(async move { inbox.set_cursor(user, id, p.await?).await }.boxed());
     }
     stream::iter(cursors).buffer_unordered(fanout_concurrency.max(1)).try_collect::<Vec<()>>().await?;
 
