@@ -64,7 +64,10 @@ pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
         Ok(v) => v,
         Err(reason) => {
             let text = reason.to_string();
+            // In turn too, so that a process dead-letters in stream order.
+            turn.wait().await;
             outbox.dead_letter(DeadLetter::invalid(event.source, event.body, event.stream_seq, &reason, &text)).await?;
+            turn.release();
             return Ok(Outcome::DeadLettered(reason));
         }
     };
