@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod outbound;
@@ -47,25 +48,16 @@ pub enum RunError {
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let keyring = keys::Keyring::load(config.auth.keys.clone())?;
     let events = Arc::new(Events::default());
-    let client = {
-        let events = events.clone();
-        async_nats::ConnectOptions::new()
-            .name("herald-gateway")
-            .retry_on_initial_connect()
-            // A live message that finds this buffer full is dropped by the client and shows up
-            // as a gap that is filled from the stream, so the buffer can stay small.
-            .subscription_capacity(256)
-            .event_callback(move |event| {
-                let events = events.clone();
-                async move {
-                    if let async_nats::Event::Connected = event {
-                        events.nats_reconnected();
-                    }
-                }
-            })
-            .connect(&config.nats.url)
-            .await?
-    };
+    // This connection serves Direct Get, KV and the admin API; live subscriptions ride on the
+    // live router's own connection (see `live`).
+    let client = async_nats::ConnectOptions::new()
+        .name("herald-gateway")
+        .retry_on_initial_connect()
+        .subscription_capacity(1024)
+        .connect(&config.nats.url)
+        .await?;
+    let background = CancellationToken::new();
+    let live = live::LiveRouter::start(&config.nats.url, events.clone(), background.clone());
     let js = async_nats::jetstream::new(client.clone());
     let store = revocation::bucket(&js, &config.revocation_bucket, config.revocation_ttl, config.replicas).await?;
     let drain_period = config.drain_period;
@@ -73,6 +65,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         verifier: auth::Verifier::new(&config.auth, keyring),
         config,
         client: client.clone(),
+        live,
         revocation_store: store.clone(),
         events: events.clone(),
         shutdown: shutdown.clone(),
@@ -80,7 +73,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 
     // Revocations must be loaded before the first handshake.
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
-    let background = CancellationToken::new();
     tokio::spawn({
         let state = state.clone();
         let stop = background.clone();

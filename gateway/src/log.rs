@@ -106,12 +106,6 @@ fn entry(msg: Message) -> Entry {
     }
 }
 
-/// Reads a live message republished by `HERALD_USER`: same headers as a Direct Get answer.
-pub fn live_entry(msg: Message) -> Option<Entry> {
-    let e = entry(msg);
-    (e.seq > 0).then_some(e)
-}
-
 fn header_u64(h: Option<&HeaderMap>, name: &str) -> Option<u64> {
     h?.get(name)?.as_str().trim().parse().ok()
 }

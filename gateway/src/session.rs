@@ -12,18 +12,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::Subscriber;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use herald_core::subject;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::auth::{AuthError, Claims};
 use crate::events::Generation;
-use crate::log::{Entry, live_entry};
+use crate::live::LiveSub;
+use crate::log::Entry;
 use crate::outbound::{Io, Outbound};
 use crate::protocol::{self, ClientFrame, close};
 use crate::state::AppState;
@@ -213,7 +213,7 @@ enum Wake {
     Timer,
     Events,
     Io(Io),
-    Live(Option<async_nats::Message>),
+    Live(Entry),
 }
 
 impl Session {
@@ -225,14 +225,14 @@ impl Session {
     }
 
     /// Subscribes, sends `welcome`, and replays from the cursor (or fixes the starting one).
-    async fn start(&mut self, cursor: Option<String>) -> Result<Subscriber, End> {
+    async fn start(&mut self, cursor: Option<String>) -> Result<LiveSub, End> {
         let st = self.state.clone();
         if st.revocations.is_revoked(&self.claims) {
             st.metrics.auth_failure(AuthError::Revoked.code());
             return Err(End::auth(AuthError::Revoked));
         }
         // Subscribe before reading the stream: see the module comment.
-        let live = st.client.subscribe(subject::live_subject(&self.claims.sub)).await.map_err(End::internal)?;
+        let live = st.live.subscribe(subject::live_subject(&self.claims.sub));
         self.generation = *self.events.borrow_and_update();
         let session_id = st.next_session_id();
         match cursor {
@@ -255,7 +255,7 @@ impl Session {
     async fn serve_inner(&mut self, cursor: Option<String>) -> Result<(), End> {
         let st = self.state.clone();
         // Boxed: the start's requests are big futures, needed once; the loop's state is small.
-        let mut live = Box::pin(self.start(cursor)).await?;
+        let live = Box::pin(self.start(cursor)).await?;
         loop {
             let deadline = self.next_deadline();
             let draining = self.drain_deadline.is_some();
@@ -269,7 +269,7 @@ impl Session {
                     Err(_) => Wake::Drain,
                 },
                 io = poll_fn(|cx| out.poll_io(socket, cx)) => Wake::Io(io),
-                m = live.next() => Wake::Live(m),
+                e = live.next() => Wake::Live(e),
             };
             match wake {
                 Wake::Drain => self.start_drain()?,
@@ -277,8 +277,7 @@ impl Session {
                 Wake::Events => self.on_events().await?,
                 Wake::Io(Io::WriteFailed) => return Err(End::Gone),
                 Wake::Io(Io::Inbound(m)) => self.on_client(m)?,
-                Wake::Live(Some(m)) => self.on_live(m).await?,
-                Wake::Live(None) => return Err(End::internal("live subscription ended")),
+                Wake::Live(e) => self.on_live(e).await?,
             }
         }
     }
@@ -449,11 +448,7 @@ impl Session {
         self.send_now(protocol::reset(reason)).await
     }
 
-    async fn on_live(&mut self, msg: async_nats::Message) -> Result<(), End> {
-        let Some(entry) = live_entry(msg) else {
-            warn!("a live message without Nats-Sequence; ignoring it");
-            return Ok(());
-        };
+    async fn on_live(&mut self, entry: Entry) -> Result<(), End> {
         if entry.seq <= self.last {
             return Ok(());
         }

@@ -10,6 +10,7 @@ use crate::auth::{AuthError, Claims, Verifier};
 use crate::config::Config;
 use crate::events::Events;
 use crate::limits::RateLimiter;
+use crate::live::LiveRouter;
 use crate::log::UserLog;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
@@ -19,6 +20,7 @@ pub struct AppState {
     pub config: Config,
     pub verifier: Verifier,
     pub client: async_nats::Client,
+    pub live: LiveRouter,
     pub log: UserLog,
     pub metrics: Metrics,
     pub revocations: Revocations,
@@ -42,6 +44,7 @@ pub struct Parts {
     pub config: Config,
     pub verifier: Verifier,
     pub client: async_nats::Client,
+    pub live: LiveRouter,
     pub revocation_store: kv::Store,
     pub events: std::sync::Arc<Events>,
     pub shutdown: CancellationToken,
@@ -56,6 +59,7 @@ impl AppState {
             frame_limit: RateLimiter::new(l.frames_per_ip_per_sec, l.frame_burst, l.tracked_ips),
             verifier: p.verifier,
             client: p.client,
+            live: p.live,
             metrics: Metrics::default(),
             revocations: Revocations::default(),
             revocation_store: p.revocation_store,

@@ -55,12 +55,12 @@ async fn a_header_token_authenticates_and_a_url_token_is_refused() -> anyhow::Re
 
     // A bad header token is refused before the upgrade.
     let bad = token::sign("wrong", &claims("hdr", 600));
-    let err = Connection::connect_with_header(&stack.ws_url(0), &bad, None).await.err().expect("refused");
+    let Err(err) = Connection::connect_with_header(&stack.ws_url(0), &bad, None).await else { panic!("refused") };
     assert!(err.to_string().contains("401"), "{err}");
 
     for q in ["token", "access_token", "jwt"] {
         let url = format!("{}?{q}={t}", stack.ws_url(0));
-        let err = tokio_tungstenite::connect_async(url.into_client_request()?).await.err().expect("refused");
+        let Err(err) = tokio_tungstenite::connect_async(url.into_client_request()?).await else { panic!("refused") };
         assert!(err.to_string().contains("400"), "{q}: {err}");
     }
     Ok(())
@@ -296,7 +296,7 @@ async fn an_origin_not_allowed_is_refused_before_the_upgrade() -> anyhow::Result
             anyhow::Ok(tokio_tungstenite::connect_async(req).await)
         }
     };
-    let err = connect("https://evil.example").await?.err().expect("refused");
+    let Err(err) = connect("https://evil.example").await? else { panic!("refused") };
     assert!(err.to_string().contains("403"), "{err}");
     assert!(connect("https://app.example").await?.is_ok());
     Ok(())

@@ -71,9 +71,9 @@ async fn per_ip_rates_and_the_connection_cap_refuse_with_429_4029_and_503() -> a
     let mut a = stack.connect("r1", None).await?;
     let _b = stack.connect("r2", None).await?;
     let _c = stack.connect("r3", None).await?;
-    let full = Connection::connect(&stack.ws_url(0), &stack.token("r4"), None).await.err().expect("cap");
+    let Err(full) = Connection::connect(&stack.ws_url(0), &stack.token("r4"), None).await else { panic!("cap") };
     assert!(full.to_string().contains("503"), "{full}");
-    let limited = Connection::connect(&stack.ws_url(0), &stack.token("r5"), None).await.err().expect("rate");
+    let Err(limited) = Connection::connect(&stack.ws_url(0), &stack.token("r5"), None).await else { panic!("rate") };
     assert!(limited.to_string().contains("429"), "{limited}");
 
     for _ in 0..40 {
