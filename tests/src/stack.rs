@@ -263,6 +263,18 @@ impl Stack {
         Ok(self.publisher.publish("test", &request(id, users)).await?)
     }
 
+    /// The inbox library on this stack's DynamoDB (teams, preferences, items).
+    pub fn inbox(&self) -> DynamoInbox {
+        DynamoInbox::new(
+            self.dynamo.clone(),
+            &DynamoConfig {
+                endpoint: Some(self.dynalite.endpoint()),
+                region: "us-east-1".into(),
+                table_prefix: "herald_".into(),
+            },
+        )
+    }
+
     /// How many inbox items DynamoDB holds for (user, id): 0 or 1.
     pub async fn stored(&self, user: &str, id: &str) -> anyhow::Result<usize> {
         let got = self
@@ -289,6 +301,17 @@ impl Stack {
         }
         Ok(total)
     }
+}
+
+/// The ids of the notifications among `events`, in order.
+pub fn notification_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Notification { notification, .. } => Some(notification.id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A minimal valid request.

@@ -7,33 +7,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use herald_client::{Event, NotificationRequest};
-use herald_core::config::{DynamoConfig, Vars};
+use herald_core::config::Vars;
 use herald_core::notification::{HDR_DELIVERIES, HDR_REASON, HDR_REASON_CODE, HDR_SOURCE};
-use herald_functions::dynamo::DynamoInbox;
 use herald_tests::procs::{Proc, bin_path, eventually, metric, runner, stored_copies, user_stream_subjects};
+use herald_tests::stack::notification_ids;
 use herald_tests::stack::{drain_events, request};
 use herald_tests::{Stack, StackOptions};
-
-fn ids(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Notification { notification, .. } => Some(notification.id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn inbox(stack: &Stack) -> DynamoInbox {
-    DynamoInbox::new(
-        stack.dynamo.clone(),
-        &DynamoConfig {
-            endpoint: Some(stack.dynalite.endpoint()),
-            region: "us-east-1".into(),
-            table_prefix: "herald_".into(),
-        },
-    )
-}
 
 fn team_request(id: &str, team: &str) -> NotificationRequest {
     let mut r = request(id, &[]);
@@ -69,7 +48,7 @@ async fn a_dynamodb_outage_of_10_s_loses_and_duplicates_nothing() -> anyhow::Res
     for i in 0..3 {
         stack.publish(&format!("before-{i}"), &["patient"]).await?;
     }
-    assert_eq!(ids(&drain_events(&mut u, Duration::from_millis(1000)).await).len(), 3);
+    assert_eq!(notification_ids(&drain_events(&mut u, Duration::from_millis(1000)).await).len(), 3);
     stack.dynalite.stop();
     for i in 0..5 {
         stack.publish(&format!("during-{i}"), &["patient"]).await?;
@@ -78,13 +57,13 @@ async fn a_dynamodb_outage_of_10_s_loses_and_duplicates_nothing() -> anyhow::Res
     stack.dynalite.resume()?;
     let mut got = Vec::new();
     while got.len() < 5 {
-        let more = ids(&drain_events(&mut u, Duration::from_secs(20)).await);
+        let more = notification_ids(&drain_events(&mut u, Duration::from_secs(20)).await);
         if more.is_empty() {
             break;
         }
         got.extend(more);
     }
-    got.extend(ids(&drain_events(&mut u, Duration::from_millis(500)).await));
+    got.extend(notification_ids(&drain_events(&mut u, Duration::from_millis(500)).await));
     got.sort();
     let want: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
     assert_eq!(got, want, "each once, after the outage");
@@ -100,7 +79,7 @@ async fn a_request_that_keeps_failing_is_dead_lettered_then_redriven() -> anyhow
     let stack = Stack::start(no_runner()).await?;
     let vars = stack.vars().with("HERALD_MAX_DELIVER", "3");
     let (_runner, _) = runner(&vars).await?;
-    let members = inbox(&stack);
+    let members = stack.inbox();
     members.add_member("ops", "on-call").await?;
     let mut on_call = stack.connect("on-call", None).await?;
 
@@ -118,7 +97,7 @@ async fn a_request_that_keeps_failing_is_dead_lettered_then_redriven() -> anyhow
     assert_eq!(header(&letter, HDR_SOURCE), herald_core::subject::token("alerts"));
     let reason = header(&letter, HDR_REASON);
     assert!(reason.contains("dynamodb query members"), "{reason}");
-    assert!(ids(&drain_events(&mut on_call, Duration::from_millis(200)).await).is_empty());
+    assert!(notification_ids(&drain_events(&mut on_call, Duration::from_millis(200)).await).is_empty());
 
     // The fix, then the re-drive command: the notification arrives, once, and the dead letter
     // is gone.
@@ -133,7 +112,7 @@ async fn a_request_that_keeps_failing_is_dead_lettered_then_redriven() -> anyhow
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("1 dead letters re-driven"), "{stdout}");
-    let got = ids(&drain_events(&mut on_call, Duration::from_secs(3)).await);
+    let got = notification_ids(&drain_events(&mut on_call, Duration::from_secs(3)).await);
     assert_eq!(got, ["page-1"]);
     assert_eq!(stack.stored("on-call", "page-1").await?, 1);
     assert!(last_dead_letter(&stack, "alerts").await?.is_none());
@@ -200,7 +179,7 @@ async fn the_runner_binary_killed_9_mid_fan_out_stores_and_pushes_once() -> anyh
     let stack = Stack::start(no_runner()).await?;
     let vars = stack.vars().with("HERALD_ACK_WAIT_SECONDS", "2");
     let members: Vec<String> = (0..MEMBERS).map(|i| format!("crew-{i:04}")).collect();
-    let team = inbox(&stack);
+    let team = stack.inbox();
     team.ensure_tables().await?;
     team.add_members("crew", &members).await?;
     let watched = ["crew-0000", "crew-0500", "crew-1000", "crew-1999"];
@@ -224,7 +203,7 @@ async fn the_runner_binary_killed_9_mid_fan_out_stores_and_pushes_once() -> anyh
             matches!(&first, Ok(Ok(Event::Notification { notification, .. })) if notification.id == "muster"),
             "{u}: {first:?}"
         );
-        assert!(ids(&drain_events(c, Duration::from_millis(300)).await).is_empty(), "{u} pushed once");
+        assert!(notification_ids(&drain_events(c, Duration::from_millis(300)).await).is_empty(), "{u} pushed once");
     }
     eventually(Duration::from_secs(30), || async { Ok(user_stream_subjects(&stack).await?.0 == MEMBERS) }).await?;
     assert_eq!(user_stream_subjects(&stack).await?, (MEMBERS, 1), "published once each");
@@ -259,13 +238,13 @@ async fn two_runners_share_the_consumer_without_duplicates() -> anyhow::Result<(
     for (u, c) in users.iter().zip(conns.iter_mut()) {
         let mut got = Vec::new();
         while got.len() < EACH {
-            let more = ids(&drain_events(c, Duration::from_secs(5)).await);
+            let more = notification_ids(&drain_events(c, Duration::from_secs(5)).await);
             if more.is_empty() {
                 break;
             }
             got.extend(more);
         }
-        got.extend(ids(&drain_events(c, Duration::from_millis(300)).await));
+        got.extend(notification_ids(&drain_events(c, Duration::from_millis(300)).await));
         let mut want: Vec<String> = (0..EACH).map(|k| format!("{u}-{k}")).collect();
         got.sort();
         want.sort();

@@ -4,32 +4,10 @@
 use std::time::{Duration, Instant};
 
 use herald_client::{Connection, Event, NotificationRequest};
-use herald_core::config::DynamoConfig;
-use herald_functions::dynamo::DynamoInbox;
 use herald_tests::procs::{eventually, stored_copies, user_stream_subjects};
+use herald_tests::stack::notification_ids;
 use herald_tests::stack::{drain_events, request};
 use herald_tests::{Stack, StackOptions};
-
-fn ids(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Notification { notification, .. } => Some(notification.id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn inbox(stack: &Stack) -> DynamoInbox {
-    DynamoInbox::new(
-        stack.dynamo.clone(),
-        &DynamoConfig {
-            endpoint: Some(stack.dynalite.endpoint()),
-            region: "us-east-1".into(),
-            table_prefix: "herald_".into(),
-        },
-    )
-}
 
 fn team_request(id: &str, users: &[&str], teams: &[&str], kind: &str) -> NotificationRequest {
     let mut r = request(id, users);
@@ -41,7 +19,7 @@ fn team_request(id: &str, users: &[&str], teams: &[&str], kind: &str) -> Notific
 #[tokio::test]
 async fn a_user_reached_directly_and_through_two_teams_gets_one_notification() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions::default()).await?;
-    let members = inbox(&stack);
+    let members = stack.inbox();
     for (team, user) in [("t-1", "a"), ("t-1", "b"), ("t-1", "c"), ("t-2", "c"), ("t-2", "d")] {
         members.add_member(team, user).await?;
     }
@@ -56,10 +34,10 @@ async fn a_user_reached_directly_and_through_two_teams_gets_one_notification() -
     }
     stack.publisher.publish("test", &team_request("overlap", &["a"], &["t-1", "t-2"], "test")).await?;
     for (u, c) in ["a", "c", "d"].iter().zip(conns.iter_mut()) {
-        let got = ids(&drain_events(c, Duration::from_millis(1500)).await);
+        let got = notification_ids(&drain_events(c, Duration::from_millis(1500)).await);
         assert_eq!(got, ["overlap"], "{u} gets it once");
     }
-    assert!(ids(&drain_events(&mut conns[3], Duration::from_millis(300)).await).is_empty());
+    assert!(notification_ids(&drain_events(&mut conns[3], Duration::from_millis(300)).await).is_empty());
     assert_eq!(stored_copies(&stack, "overlap").await?, 4, "a, b, c, d once each");
     for u in ["a", "b", "c", "d"] {
         assert_eq!(stack.stream_count(u).await?, 1, "{u}");
@@ -70,7 +48,7 @@ async fn a_user_reached_directly_and_through_two_teams_gets_one_notification() -
 #[tokio::test]
 async fn a_muted_kind_is_stored_but_not_pushed() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions::default()).await?;
-    let prefs = inbox(&stack);
+    let prefs = stack.inbox();
     prefs.set_muted_kinds("quiet", &["promo".to_owned()]).await?;
     assert_eq!(prefs.muted_kinds("quiet").await?, ["promo"]);
     let mut quiet = stack.connect("quiet", None).await?;
@@ -79,11 +57,11 @@ async fn a_muted_kind_is_stored_but_not_pushed() -> anyhow::Result<()> {
     p.publish("test", &team_request("promo-1", &["quiet", "loud"], &[], "promo")).await?;
     p.publish("test", &team_request("news-1", &["quiet", "loud"], &[], "news")).await?;
     assert_eq!(
-        ids(&drain_events(&mut quiet, Duration::from_millis(1500)).await),
+        notification_ids(&drain_events(&mut quiet, Duration::from_millis(1500)).await),
         ["news-1"],
         "the muted kind is not pushed"
     );
-    assert_eq!(ids(&drain_events(&mut loud, Duration::from_millis(300)).await), ["promo-1", "news-1"]);
+    assert_eq!(notification_ids(&drain_events(&mut loud, Duration::from_millis(300)).await), ["promo-1", "news-1"]);
     // Stored all the same, and found in the inbox as muted.
     assert_eq!(stack.stored("quiet", "promo-1").await?, 1);
     let item = stack
@@ -102,7 +80,7 @@ async fn a_muted_kind_is_stored_but_not_pushed() -> anyhow::Result<()> {
     // Unmuting applies to what comes next.
     prefs.set_muted_kinds("quiet", &[]).await?;
     p.publish("test", &team_request("promo-2", &["quiet"], &[], "promo")).await?;
-    assert_eq!(ids(&drain_events(&mut quiet, Duration::from_millis(1500)).await), ["promo-2"]);
+    assert_eq!(notification_ids(&drain_events(&mut quiet, Duration::from_millis(1500)).await), ["promo-2"]);
     Ok(())
 }
 
@@ -120,7 +98,7 @@ async fn a_10000_member_team_reaches_every_member() -> anyhow::Result<()> {
     })
     .await?;
     let members: Vec<String> = (0..MEMBERS).map(|i| format!("member-{i:05}")).collect();
-    inbox(&stack).add_members("everyone", &members).await?;
+    stack.inbox().add_members("everyone", &members).await?;
 
     let mut conns: Vec<(String, Connection)> = Vec::new();
     for i in 0..CONNECTED {
@@ -147,7 +125,7 @@ async fn a_10000_member_team_reaches_every_member() -> anyhow::Result<()> {
             }
             other => panic!("{u} got {other:?}"),
         }
-        assert!(ids(&more).is_empty(), "{u} got it twice");
+        assert!(notification_ids(&more).is_empty(), "{u} got it twice");
     }
     let pushed = started.elapsed();
     eventually(Duration::from_secs(30), || async { Ok(user_stream_subjects(&stack).await?.0 == MEMBERS) }).await?;

@@ -9,19 +9,10 @@ use herald_client::Event;
 use herald_functions::dynamo::DynamoInbox;
 use herald_functions::nats::JetStreamOutbox;
 use herald_functions::ports::{DeadLetter, Failure, Inbox, InboxItem, Outbox, Stored};
+use herald_tests::stack::notification_ids;
 use herald_tests::stack::{drain_events, next_event};
 use herald_tests::{Stack, StackOptions};
 use tokio::sync::oneshot;
-
-fn ids(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Notification { notification, .. } => Some(notification.id.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn the_same_id_twice_seconds_apart_is_one_notification() -> anyhow::Result<()> {
@@ -34,7 +25,7 @@ async fn the_same_id_twice_seconds_apart_is_one_notification() -> anyhow::Result
     assert!(second.duplicate, "the stream deduplicates inside its window");
     assert_eq!(second.sequence, first.sequence);
     let events = drain_events(&mut u, Duration::from_secs(1)).await;
-    assert_eq!(ids(&events), ["same-id"]);
+    assert_eq!(notification_ids(&events), ["same-id"]);
     assert_eq!(stack.stored("dup-user", "same-id").await?, 1);
     assert_eq!(stack.stream_count("dup-user").await?, 1);
     Ok(())
@@ -46,14 +37,14 @@ async fn the_same_id_after_the_duplicate_window_is_still_one_notification() -> a
         Stack::start(StackOptions { in_duplicate_window: Duration::from_secs(1), ..Default::default() }).await?;
     let mut u = stack.connect("late-dup", None).await?;
     let first = stack.publish("late-id", &["late-dup"]).await?;
-    assert_eq!(ids(&drain_events(&mut u, Duration::from_millis(500)).await), ["late-id"]);
+    assert_eq!(notification_ids(&drain_events(&mut u, Duration::from_millis(500)).await), ["late-id"]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let second = stack.publish("late-id", &["late-dup"]).await?;
     assert!(!second.duplicate, "outside the window the stream takes it as new");
     assert!(second.sequence > first.sequence);
     // The runner handles it, finds the stored copy with its cursor, and publishes nothing.
     let events = drain_events(&mut u, Duration::from_secs(2)).await;
-    assert!(ids(&events).is_empty(), "pushed again: {events:?}");
+    assert!(notification_ids(&events).is_empty(), "pushed again: {events:?}");
     assert_eq!(stack.stored("late-dup", "late-id").await?, 1);
     assert_eq!(stack.stream_count("late-dup").await?, 1);
     Ok(())
@@ -140,7 +131,7 @@ async fn killed_runner_is_redelivered_once(point: CrashPoint) -> anyhow::Result<
     // A fresh runner gets the unacked message again after ack_wait.
     stack.start_runner().await?;
     let events = drain_events(&mut u, Duration::from_secs(3)).await;
-    assert_eq!(ids(&events), ["crash-me"], "pushed once");
+    assert_eq!(notification_ids(&events), ["crash-me"], "pushed once");
     for user in ["crash-user", "bystander"] {
         assert_eq!(stack.stored(user, "crash-me").await?, 1);
         assert_eq!(stack.stream_count(user).await?, 1, "one copy in the stream for {user}");
@@ -167,10 +158,10 @@ async fn a_reconnect_after_a_redelivery_sees_each_notification_once() -> anyhow:
     stack.publish("r-1", &["re"]).await?;
     stack.publish("r-2", &["re"]).await?;
     let live = drain_events(&mut u, Duration::from_millis(500)).await;
-    assert_eq!(ids(&live), ["r-2"]);
+    assert_eq!(notification_ids(&live), ["r-2"]);
     u.close().await;
     let mut u = stack.connect("re", Some(&cursor)).await?;
     let again = drain_events(&mut u, Duration::from_millis(500)).await;
-    assert_eq!(ids(&again), ["r-2"]);
+    assert_eq!(notification_ids(&again), ["r-2"]);
     Ok(())
 }
