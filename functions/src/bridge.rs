@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use aws_sdk_lambda::config::{Credentials, Region};
 use aws_sdk_lambda::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -58,20 +57,10 @@ impl BridgeConfig {
     }
 }
 
-/// Builds the Lambda client once. A local endpoint (an emulator) gets fixed test credentials.
+/// Builds the Lambda client once (a local endpoint, an emulator, gets test credentials).
 pub async fn lambda_client(config: &BridgeConfig) -> aws_sdk_lambda::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new(config.functions.dynamo.region.clone()));
-    if let Some(endpoint) = &config.lambda_endpoint {
-        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "herald-local",
-        ));
-    }
-    aws_sdk_lambda::Client::new(&loader.load().await)
+    let sdk = crate::aws::sdk_config(&config.functions.dynamo.region, config.lambda_endpoint.as_deref()).await;
+    aws_sdk_lambda::Client::new(&sdk)
 }
 
 /// Runs until `shutdown`, then lets the batches in flight finish (up to the grace period).

@@ -104,23 +104,7 @@ pub async fn run<O: Outbox>(
         .await
         .map_err(|e| DeadLetterError::Consumer(e.to_string()))?;
     while !shutdown.is_cancelled() {
-        let mut messages = match pull
-            .stream()
-            .max_messages_per_batch(16)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "pulling advisories failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
+        let Some(mut messages) = crate::pull::open(&pull, 16, &shutdown, "advisories").await else { break };
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => break,

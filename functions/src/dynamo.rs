@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, PutRequest,
@@ -22,21 +21,9 @@ use herald_core::config::DynamoConfig;
 
 use crate::ports::{Failure, Inbox, InboxItem, Stored};
 
-/// Builds a client once per process. A local endpoint gets fixed test credentials, since a
-/// laptop has none and the local server does not check them.
+/// Builds a client once per process (see [`crate::aws::sdk_config`] for local endpoints).
 pub async fn client(config: &DynamoConfig) -> Client {
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(config.region.clone()));
-    if let Some(endpoint) = &config.endpoint {
-        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "herald-local",
-        ));
-    }
-    Client::new(&loader.load().await)
+    Client::new(&crate::aws::sdk_config(&config.region, config.endpoint.as_deref()).await)
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 //! A function is a plain async handler over an event with its dependencies behind the traits in
 //! [`ports`], so it unit-tests without servers and runs the same under the runner or on Lambda.
 
+pub mod aws;
 pub mod batch;
 pub mod bridge;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod nats;
 pub mod ports;
+pub mod pull;
 pub mod redrive;
 pub mod runner;
 pub mod sequencer;

@@ -109,22 +109,9 @@ where
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let sequencer = Sequencer::default();
     while !shutdown.is_cancelled() {
-        let mut messages = match consumer
-            .stream()
-            .max_messages_per_batch(config.concurrency.max(1))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "pulling from the consumer failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
+        let Some(mut messages) = crate::pull::open(&consumer, config.concurrency.max(1), &shutdown, "deliver").await
+        else {
+            break;
         };
         loop {
             let permit = tokio::select! {
