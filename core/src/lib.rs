@@ -2,11 +2,13 @@
 //! NATS subjects, and the typed configuration every deployable reads once at start.
 
 pub mod config;
+pub mod cursor;
 pub mod metrics;
 pub mod notification;
 pub mod request;
 pub mod signal;
 pub mod subject;
 
+pub use cursor::{BadCursor, Cursor};
 pub use notification::{Notification, user_msg_id};
 pub use request::{InvalidRequest, MAX_ID_BYTES, MAX_REQUEST_BYTES, NotificationRequest, Recipients, ValidRequest};
