@@ -4,6 +4,7 @@
 pub mod config;
 pub mod cursor;
 pub mod metrics;
+pub mod nats;
 pub mod notification;
 pub mod request;
 pub mod signal;

@@ -27,6 +27,13 @@ pub const MAX_DELIVERIES_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIV
 /// A message terminated (`+TERM`) by a consumer.
 pub const TERMINATED_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.HERALD_IN.*";
 
+/// Reply-inbox prefixes of Herald's own processes. Replies carry data (a Direct Get's answer is
+/// a user's notification), so with NATS authorization on each role may read only its own
+/// inboxes (`infra/nats/permissions.conf`); creators keep the default `_INBOX`.
+pub const GATEWAY_INBOX_PREFIX: &str = "_INBOX_gateway";
+pub const FUNCTIONS_INBOX_PREFIX: &str = "_INBOX_functions";
+pub const ADMIN_INBOX_PREFIX: &str = "_INBOX_admin";
+
 /// The subject token for an id (user or any other free-form id).
 pub fn token(id: &str) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())

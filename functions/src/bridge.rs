@@ -72,8 +72,12 @@ pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: Cancella
         async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await }
     });
     let f = &config.functions;
-    let client =
-        async_nats::ConnectOptions::new().name("herald-bridge").retry_on_initial_connect().connect(&f.nats.url).await?;
+    let client = herald_core::nats::options(&f.nats.url)
+        .name("herald-bridge")
+        .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
+        .retry_on_initial_connect()
+        .connect(&f.nats.url)
+        .await?;
     let js = jetstream::new(client.clone());
     crate::streams::ensure(&js, &f.streams).await?;
     let consumer = ensure_consumer(&js, f).await?;

@@ -80,8 +80,9 @@ where
         async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await }
     });
 
-    let client = async_nats::ConnectOptions::new()
+    let client = herald_core::nats::options(&config.nats.url)
         .name("herald-functions")
+        .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
         .retry_on_initial_connect()
         .connect(&config.nats.url)
         .await?;

@@ -10,6 +10,9 @@ use crate::keys::{KeySource, parse_algorithm};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats: NatsConfig,
+    /// `HERALD_NATS_ADMIN_URL`: NATS as the admin user, which alone may create and write the
+    /// revocation bucket (used by the admin plane); unset: the gateway's own connection.
+    pub admin_nats_url: Option<String>,
     pub auth: AuthConfig,
     pub limits: Limits,
     /// Browser origins allowed to open a socket; empty: any (non-browser clients send none).
@@ -97,6 +100,7 @@ impl Config {
         let origins = v.string("HERALD_ALLOWED_ORIGINS", "");
         Ok(Config {
             nats: NatsConfig::from_vars(v),
+            admin_nats_url: v.get("HERALD_NATS_ADMIN_URL").map(str::to_owned),
             auth: AuthConfig {
                 keys,
                 audience: v.string("HERALD_JWT_AUDIENCE", "herald"),

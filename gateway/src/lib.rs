@@ -50,8 +50,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let events = Arc::new(Events::default());
     // This connection serves Direct Get, KV and the admin API; live subscriptions ride on the
     // live router's own connection (see `live`).
-    let client = async_nats::ConnectOptions::new()
+    let client = herald_core::nats::options(&config.nats.url)
         .name("herald-gateway")
+        .custom_inbox_prefix(herald_core::subject::GATEWAY_INBOX_PREFIX)
         .retry_on_initial_connect()
         .subscription_capacity(1024)
         .connect(&config.nats.url)
@@ -59,7 +60,28 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let background = CancellationToken::new();
     let live = live::LiveRouter::start(&config.nats.url, events.clone(), background.clone());
     let js = async_nats::jetstream::new(client.clone());
-    let store = revocation::bucket(&js, &config.revocation_bucket, config.revocation_ttl, config.replicas).await?;
+    // With NATS authorization on, the gateway's own user may only read the revocation bucket;
+    // the admin plane creates it and writes to it as the admin user.
+    let (store, watched) = match &config.admin_nats_url {
+        None => {
+            let store =
+                revocation::bucket(&js, &config.revocation_bucket, config.revocation_ttl, config.replicas).await?;
+            (store.clone(), store)
+        }
+        Some(url) => {
+            let admin = herald_core::nats::options(url)
+                .name("herald-gateway-admin")
+                .custom_inbox_prefix(herald_core::subject::ADMIN_INBOX_PREFIX)
+                .retry_on_initial_connect()
+                .connect(url)
+                .await?;
+            let admin_js = async_nats::jetstream::new(admin);
+            let store =
+                revocation::bucket(&admin_js, &config.revocation_bucket, config.revocation_ttl, config.replicas)
+                    .await?;
+            (store, revocation::open(&js, &config.revocation_bucket).await?)
+        }
+    };
     let drain_period = config.drain_period;
     let state = Arc::new(state::AppState::new(state::Parts {
         verifier: auth::Verifier::new(&config.auth, keyring),
@@ -79,7 +101,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = revocation::follow(store, &state.revocations, &state.events, loaded_tx) => {}
+                _ = revocation::follow(watched, &state.revocations, &state.events, loaded_tx) => {}
             }
         }
     });

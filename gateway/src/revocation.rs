@@ -131,6 +131,11 @@ pub async fn bucket(
     .map_err(|e| RevocationError::Bucket(e.to_string()))
 }
 
+/// Opens the existing bucket without changing it (all a read-only NATS user may do).
+pub async fn open(js: &jetstream::Context, name: &str) -> Result<kv::Store, RevocationError> {
+    js.get_key_value(name).await.map_err(|e| RevocationError::Bucket(e.to_string()))
+}
+
 pub async fn revoke(store: &kv::Store, target: Target, id: &str, r: &Revocation) -> Result<(), RevocationError> {
     let key = format!("{}{}", target.prefix(), token(id));
     let value = serde_json::to_vec(r).expect("a revocation serializes");

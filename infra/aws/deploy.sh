@@ -90,7 +90,13 @@ table_prefix=$(output tables TablePrefix)
 # parameter. The AMI is pinned: the one given, else the one the stack already runs, else
 # today's Amazon Linux 2023 for the instance type's architecture (a new AMI replaces
 # every node, one at a time, so it should be a decision, not a side effect of a deploy).
-nats_config=$(grep -v '^[[:space:]]*#' "$root/infra/nats/cluster.conf" | grep -v '^[[:space:]]*$' | gzip -9n | base64 | tr -d '\n')
+# Its `include "permissions.conf"` is replaced by that file's text (what nats-server does).
+nats_config=$(python3 -c '
+import sys
+conf, perms = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+sys.stdout.write(conf.replace("include \"permissions.conf\"", perms))' \
+  "$root/infra/nats/cluster.conf" "$root/infra/nats/permissions.conf" \
+  | grep -v '^[[:space:]]*#' | grep -v '^[[:space:]]*$' | gzip -9n | base64 | tr -d '\n')
 image_id=$(section_value nats ImageId)
 [ -n "$image_id" ] || image_id=$(stack_parameter nats ImageId)
 if [ -z "$image_id" ]; then

@@ -45,26 +45,84 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// The NATS users of `infra/nats/permissions.conf` and the test harness's own `inspector`, which
+/// may do anything (tests look into the streams through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsRole {
+    Creator,
+    Functions,
+    Gateway,
+    Admin,
+    Inspector,
+}
+
+impl NatsRole {
+    pub fn user(self) -> &'static str {
+        match self {
+            NatsRole::Creator => "creator",
+            NatsRole::Functions => "functions",
+            NatsRole::Gateway => "gateway",
+            NatsRole::Admin => "admin",
+            NatsRole::Inspector => "inspector",
+        }
+    }
+
+    fn password(self) -> String {
+        format!("{}-test-password", self.user())
+    }
+}
+
 /// A nats-server with JetStream, its store in a temporary folder.
 pub struct NatsServer {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Authorization on: the users and permissions `infra/` ships.
+    secured: bool,
 }
 
 impl NatsServer {
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
-        let child = Self::spawn(port, dir.path())?;
-        Ok(NatsServer { child, port, dir })
+        let child = Self::spawn(port, dir.path(), false)?;
+        Ok(NatsServer { child, port, dir, secured: false })
     }
 
-    fn spawn(port: u16, dir: &Path) -> anyhow::Result<Child> {
+    /// A server with `infra/nats/permissions.conf` in force: every client must log in as one of
+    /// the [`NatsRole`]s, and gets only that role's permissions.
+    pub fn start_secured() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        // nats-server resolves includes relative to the including file only.
+        std::fs::copy(repo_root().join("infra/nats/permissions.conf"), dir.path().join("permissions.conf"))?;
+        let users = [NatsRole::Creator, NatsRole::Functions, NatsRole::Gateway, NatsRole::Admin]
+            .iter()
+            .map(|r| {
+                let perms = format!("HERALD_{}", r.user().to_ascii_uppercase());
+                format!("    {{ user: {}, password: \"{}\", permissions: ${perms} }}\n", r.user(), r.password())
+            })
+            .collect::<String>();
+        let inspector = NatsRole::Inspector;
+        let conf = format!(
+            "include \"permissions.conf\"\nauthorization {{\n  users: [\n{users}    {{ user: {}, password: \"{}\" }}\n  ]\n}}\n",
+            inspector.user(),
+            inspector.password()
+        );
+        std::fs::write(dir.path().join("nats.conf"), conf)?;
+        let child = Self::spawn(port, dir.path(), true)?;
+        Ok(NatsServer { child, port, dir, secured: true })
+    }
+
+    fn spawn(port: u16, dir: &Path, secured: bool) -> anyhow::Result<Child> {
         let bin = tool("HERALD_NATS_SERVER", ".tools/py/bin/nats-server")?;
-        let mut child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if secured {
+            cmd.arg("-c").arg(dir.join("nats.conf"));
+        }
+        let mut child = cmd
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
+            .arg(dir.join("js"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -77,12 +135,25 @@ impl NatsServer {
     /// restart would; clients see a disconnect and reconnect.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         kill(&mut self.child);
-        self.child = Self::spawn(self.port, self.dir.path())?;
+        self.child = Self::spawn(self.port, self.dir.path(), self.secured)?;
         Ok(())
     }
 
+    /// The URL to connect with: the inspector's on a secured server.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        if self.secured { self.url_as(NatsRole::Inspector) } else { format!("nats://127.0.0.1:{}", self.port) }
+    }
+
+    /// The URL with `role`'s credentials (on an unsecured server, the plain URL).
+    pub fn url_as(&self, role: NatsRole) -> String {
+        if !self.secured {
+            return format!("nats://127.0.0.1:{}", self.port);
+        }
+        format!("nats://{}:{}@127.0.0.1:{}", role.user(), role.password(), self.port)
+    }
+
+    pub fn secured(&self) -> bool {
+        self.secured
     }
 }
 

@@ -14,7 +14,7 @@ use herald_functions::ports::{Inbox, Outbox};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::servers::{Dynalite, NatsServer};
+use crate::servers::{Dynalite, NatsRole, NatsServer};
 
 pub const SECRET: &str = "test-secret-please-change";
 pub const AUDIENCE: &str = "herald";
@@ -28,6 +28,10 @@ pub struct StackOptions {
     pub in_duplicate_window: Duration,
     pub drain_period: Duration,
     pub start_runner: bool,
+    /// NATS with the users and permissions of `infra/nats/permissions.conf`: the runner logs in
+    /// as `functions`, gateways as `gateway` (and `admin` for their admin plane), the publisher
+    /// as `creator`; `client`/`js` as the harness's unrestricted `inspector`.
+    pub nats_permissions: bool,
     /// More configuration variables for every process, e.g. `("HERALD_PING_SECONDS", "1")`.
     pub env: Vec<(String, String)>,
 }
@@ -41,6 +45,7 @@ impl Default for StackOptions {
             in_duplicate_window: Duration::from_secs(120),
             drain_period: Duration::from_secs(1),
             start_runner: true,
+            nats_permissions: false,
             env: Vec::new(),
         }
     }
@@ -129,12 +134,21 @@ pub struct Stack {
 impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         crate::init_logging();
-        let nats = NatsServer::start()?;
+        let nats = if options.nats_permissions { NatsServer::start_secured()? } else { NatsServer::start()? };
         let dynalite = Dynalite::start()?;
-        let client = async_nats::connect(nats.url()).await?;
+        let client = herald_core::nats::options(&nats.url())
+            .connect(nats.url())
+            .await
+            .context("connecting the harness to NATS")?;
+        let publisher = if options.nats_permissions {
+            let creator = Publisher::connect(&nats.url_as(NatsRole::Creator)).await;
+            creator.context("connecting as the creator")?
+        } else {
+            Publisher::new(client.clone())
+        };
         let mut stack = Stack {
             js: jetstream::new(client.clone()),
-            publisher: Publisher::new(client.clone()),
+            publisher,
             dynamo: dynamo::client(&DynamoConfig {
                 endpoint: Some(dynalite.endpoint()),
                 region: "us-east-1".into(),
@@ -183,6 +197,17 @@ impl Stack {
         Vars::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
     }
 
+    /// A gateway's variables: on a secured NATS, its own user and the admin user for the admin
+    /// plane.
+    pub fn gateway_vars(&self) -> Vars {
+        let vars = self.vars();
+        if !self.nats.secured() {
+            return vars;
+        }
+        vars.with("HERALD_NATS_URL", self.nats.url_as(NatsRole::Gateway))
+            .with("HERALD_NATS_ADMIN_URL", self.nats.url_as(NatsRole::Admin))
+    }
+
     pub fn streams_config(&self) -> StreamsConfig {
         StreamsConfig::from_vars(&self.vars()).expect("test vars are valid")
     }
@@ -202,7 +227,8 @@ impl Stack {
         O: Outbox + 'static,
         W: FnOnce(DynamoInbox, herald_functions::nats::JetStreamOutbox) -> (I, O) + Send + 'static,
     {
-        let config = herald_functions::Config::from_vars(&self.vars())?;
+        let vars = self.vars().with("HERALD_NATS_URL", self.nats.url_as(NatsRole::Functions));
+        let config = herald_functions::Config::from_vars(&vars)?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let ops = listener.local_addr()?;
@@ -219,7 +245,7 @@ impl Stack {
 
     /// Starts one more gateway; returns its index.
     pub async fn start_gateway(&mut self) -> anyhow::Result<usize> {
-        let config = herald_gateway::Config::from_vars(&self.vars())?;
+        let config = herald_gateway::Config::from_vars(&self.gateway_vars())?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;

@@ -41,7 +41,7 @@ impl Publisher {
     }
 
     pub async fn connect(url: &str) -> Result<Self, PublishError> {
-        Ok(Self::new(async_nats::connect(url).await?))
+        Ok(Self::new(herald_core::nats::options(url).connect(url).await?))
     }
 
     /// How many times a retryable failure is tried (default 10: about 15 s with backoff).

@@ -17,7 +17,11 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let config = Config::from_vars(&Vars::from_env())?;
-    let client = async_nats::ConnectOptions::new().name("herald-deliver-lambda").connect(&config.nats.url).await?;
+    let client = herald_core::nats::options(&config.nats.url)
+        .name("herald-deliver-lambda")
+        .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
+        .connect(&config.nats.url)
+        .await?;
     let outbox = JetStreamOutbox::new(async_nats::jetstream::new(client.clone()));
     let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo);
     if config.create_tables {

@@ -46,7 +46,12 @@ async fn redrive_command(vars: &Vars, args: &[String]) -> anyhow::Result<()> {
         }
     }
     let nats = NatsConfig::from_vars(vars);
-    let client = async_nats::connect(&nats.url).await.with_context(|| format!("connecting to {}", nats.url))?;
+    let client = herald_core::nats::options(&nats.url)
+        .name("herald-functions-redrive")
+        .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
+        .connect(&nats.url)
+        .await
+        .with_context(|| format!("connecting to {}", nats.url))?;
     let js = async_nats::jetstream::new(client);
     let done = redrive(&js, &filter).await?;
     for r in &done {
