@@ -1,8 +1,10 @@
 //! The gateway's HTTP surface: `/v1/ws`, the admin API, `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Everything that can refuse a socket does it here, before the upgrade, with an HTTP status:
-//! draining (503), at the connection cap (503), a token in the URL (400), an origin not allowed
-//! (403), too many connects from one IP (429), a bad header token (401).
+//! draining (503), at the connection cap (503), a token in the URL (400), too many connects from
+//! one IP (429), a bad header token (401). An origin not allowed is the exception: browsers
+//! cannot read the status of a refused upgrade (they see 1006 and retry), so it is upgraded and
+//! closed at once with 4003, which a browser client can act on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::admin;
+use crate::protocol::close;
 use crate::session;
 use crate::state::{AppState, OpenSlot};
 
@@ -86,9 +89,7 @@ async fn ws(
             "send the token in the Authorization header or the hello frame, never in the URL",
         ));
     }
-    if !origin_allowed(&st.config.allowed_origins, &headers) {
-        return Err(refuse("origin", StatusCode::FORBIDDEN, "this origin is not allowed"));
-    }
+    let origin_ok = origin_allowed(&st.config.allowed_origins, &headers);
     let ip = client_ip(peer, &headers, st.config.limits.trust_forwarded_for);
     if !st.connect_limit.allow(ip) {
         return Err(refuse("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"));
@@ -117,9 +118,14 @@ async fn ws(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |mut socket| {
             tracker.track_future(async move {
-                session::run(socket, st, ip, header_claims).await;
+                if origin_ok {
+                    session::run(socket, st, ip, header_claims).await;
+                } else {
+                    st.metrics.refused("origin");
+                    session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed").await;
+                }
                 drop(slot);
             })
         }))

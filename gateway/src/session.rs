@@ -96,22 +96,36 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>, ip: IpAddr, header
         }
         Err(end) => end,
     };
-    if let End::GoingAway = end {
-        let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY, reason: "drained".into() }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
-    } else if let End::Close { code, error, message } = end {
-        debug!(code, error, %message, "closing session");
-        if code == close::TOO_SLOW {
-            state.metrics.slow_closes.inc();
+    match end {
+        End::GoingAway => {
+            let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY, reason: "drained".into() }));
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
         }
-        // A client that stopped reading would block these forever; give them a moment.
-        let bye = async {
-            socket.send(Message::Text(protocol::error(error, &message).into())).await?;
-            socket.send(Message::Close(Some(CloseFrame { code, reason: error.into() }))).await
-        };
-        if tokio::time::timeout(Duration::from_secs(1), bye).await.is_ok_and(|r| r.is_ok()) {
-            linger(&mut socket).await;
+        End::Close { code, error, message } => {
+            if code == close::TOO_SLOW {
+                state.metrics.slow_closes.inc();
+            }
+            refuse(&mut socket, code, error, &message).await;
         }
+        // A client that closed is owed its close frame back (RFC 6455 §5.5.1), which tungstenite
+        // queued when it read the client's: without this flush the client sees 1006, abnormal.
+        End::Gone => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
+        }
+    }
+}
+
+/// Sends `error` and closes with `code`, then waits for the client's close: for sessions that
+/// end, and for sockets refused after the upgrade (a browser cannot read an upgrade's status).
+pub async fn refuse(socket: &mut WebSocket, code: u16, error: &'static str, message: &str) {
+    debug!(code, error, %message, "closing session");
+    // A client that stopped reading would block these forever; give them a moment.
+    let bye = async {
+        socket.send(Message::Text(protocol::error(error, message).into())).await?;
+        socket.send(Message::Close(Some(CloseFrame { code, reason: error.into() }))).await
+    };
+    if tokio::time::timeout(Duration::from_secs(1), bye).await.is_ok_and(|r| r.is_ok()) {
+        linger(socket).await;
     }
 }
 

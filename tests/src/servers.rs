@@ -12,7 +12,8 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-fn tool(var: &str, default: &str) -> anyhow::Result<PathBuf> {
+/// A pinned tool: `var` if set, else `default` under the repository root; an error names what installs it.
+pub fn tool(var: &str, default: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default));
     if !path.exists() {
         bail!("{} not found: run scripts/test (or scripts/install-tools), or set {var}", path.display());
