@@ -125,6 +125,29 @@ impl Render {
         self
     }
 
+    /// Several series of one histogram, each with its labels (`stage="stored"`).
+    pub fn histograms<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: impl IntoIterator<Item = (&'a str, &'a Histogram)>,
+    ) -> &mut Self {
+        self.head(name, help, "histogram");
+        for (labels, h) in series {
+            let sep = if labels.is_empty() { "" } else { "," };
+            let mut cumulative = 0;
+            for (bound, bucket) in h.bounds.iter().zip(&h.buckets) {
+                cumulative += bucket.load(Relaxed);
+                let _ = writeln!(self.0, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+            }
+            let count = h.count();
+            let _ = writeln!(self.0, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+            let _ = writeln!(self.0, "{name}_sum{} {}", braces(labels), h.sum_milli.load(Relaxed) as f64 / 1000.0);
+            let _ = writeln!(self.0, "{name}_count{} {count}", braces(labels));
+        }
+        self
+    }
+
     pub fn finish(self) -> String {
         self.0
     }
@@ -155,5 +178,17 @@ mod tests {
         assert!(text.contains("x_bucket{le=\"2\"} 2\n"), "{text}");
         assert!(text.contains("x_bucket{le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("x_sum 11\n"), "{text}");
+    }
+
+    #[test]
+    fn labelled_histograms_carry_their_labels_on_every_line() {
+        let h = Histogram::new(&[1.0]);
+        h.observe(0.5);
+        let mut r = Render::default();
+        r.histograms("y", "help", [("stage=\"a\"", &h)]);
+        let text = r.finish();
+        assert!(text.contains("y_bucket{stage=\"a\",le=\"1\"} 1\n"), "{text}");
+        assert!(text.contains("y_bucket{stage=\"a\",le=\"+Inf\"} 1\n"), "{text}");
+        assert!(text.contains("y_count{stage=\"a\"} 1\n"), "{text}");
     }
 }

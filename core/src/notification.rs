@@ -12,6 +12,10 @@ use crate::subject::token;
 /// Unix milliseconds at which the request was first accepted by `HERALD_IN`; the start of the
 /// publish→push latency the gateway measures.
 pub const HDR_ACCEPTED_AT: &str = "Herald-Accepted-At";
+/// On a per-user copy in `HERALD_USER`: `"1"` when the user had muted the notification's kind.
+/// The copy has a cursor like any other (the inbox and the socket share one cursor space), but
+/// gateways neither push nor replay it.
+pub const HDR_MUTED: &str = "Herald-Muted";
 /// On a dead letter: the machine-readable reason code.
 pub const HDR_REASON_CODE: &str = "Herald-Reason-Code";
 /// On a dead letter: the reason in words.

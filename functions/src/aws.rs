@@ -1,21 +1,4 @@
-//! The AWS SDK configuration every client of ours is built from, once per process.
+//! The AWS SDK configuration every client of ours is built from, once per process (it lives in
+//! `herald-store`; the Lambda bridge builds its Lambda client from it too).
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
-
-/// The default AWS chain in `region`; with a local `endpoint` (dynalite, a Lambda emulator) the
-/// endpoint and fixed test credentials instead, since a laptop has none and local servers do
-/// not check them.
-pub async fn sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_owned()));
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint).credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "herald-local",
-        ));
-    }
-    loader.load().await
-}
+pub use herald_store::client::sdk_config;

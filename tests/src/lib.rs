@@ -1,6 +1,6 @@
 //! The harness for Herald's integration tests and benchmarks: real servers on free ports.
 //!
-//! [`NatsServer`] and [`Dynalite`] start the pinned binaries that `scripts/test` installs and
+//! [`NatsServer`] and [`LocalDynamo`] (dynoxide) start the pinned binaries that `scripts/test` installs and
 //! kill them on drop; [`Stack`] adds a functions runner and gateways, in this process, each on a
 //! port the OS picked, and stops them on drop.
 
@@ -9,7 +9,7 @@ pub mod procs;
 pub mod servers;
 pub mod stack;
 
-pub use servers::{Dynalite, NatsServer};
+pub use servers::{Dynalite, LocalDynamo, NatsServer};
 pub use stack::{Stack, StackOptions};
 
 /// Installs a compact log subscriber once (`HERALD_TEST_LOG=debug` to see more).

@@ -1,4 +1,5 @@
-//! Real nats-server and dynalite processes on free loopback ports, killed on drop.
+//! Real nats-server and DynamoDB-API server (dynoxide) processes on free loopback ports, killed
+//! on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -164,17 +165,21 @@ impl Drop for NatsServer {
     }
 }
 
-/// A dynalite server with a disk store; it can be stopped and started again on the same port
-/// and data, as an outage would.
-pub struct Dynalite {
+/// A local DynamoDB-API server (dynoxide, `HERALD_DYNOXIDE` or `.tools/dynoxide/bin/dynoxide`)
+/// with its SQLite file in a temporary folder; it can be stopped and started again on the same
+/// port and data, as an outage would.
+pub struct LocalDynamo {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
 }
 
-impl Dynalite {
+/// The name the benchmarks still use (the local store was dynalite before).
+pub type Dynalite = LocalDynamo;
+
+impl LocalDynamo {
     pub fn start() -> anyhow::Result<Self> {
-        let mut d = Dynalite { child: None, port: free_port(), dir: tempfile::tempdir()? };
+        let mut d = LocalDynamo { child: None, port: free_port(), dir: tempfile::tempdir()? };
         d.resume()?;
         Ok(d)
     }
@@ -190,21 +195,21 @@ impl Dynalite {
     }
 
     pub fn resume(&mut self) -> anyhow::Result<()> {
-        let bin = tool("HERALD_DYNALITE", ".tools/dynalite/node_modules/.bin/dynalite")?;
+        let bin = tool("HERALD_DYNOXIDE", ".tools/dynoxide/bin/dynoxide")?;
         let mut child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--createTableMs", "50", "--port", &self.port.to_string(), "--path"])
-            .arg(self.dir.path().join("db"))
+            .args(["serve", "--log", "quiet", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--db-path"])
+            .arg(self.dir.path().join("db.sqlite"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting dynalite")?;
-        wait_for_port(self.port, &mut child, "dynalite")?;
+            .context("starting dynoxide")?;
+        wait_for_port(self.port, &mut child, "dynoxide")?;
         self.child = Some(child);
         Ok(())
     }
 }
 
-impl Drop for Dynalite {
+impl Drop for LocalDynamo {
     fn drop(&mut self) {
         self.stop();
     }

@@ -1,4 +1,4 @@
-//! A whole Herald on loopback: NATS, dynalite, a functions runner and gateways, with helpers to
+//! A whole Herald on loopback: NATS, a local DynamoDB (dynoxide), a functions runner and gateways, with helpers to
 //! publish, connect clients and look into the stores the way a user or an operator would.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use herald_functions::ports::{Inbox, Outbox};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::servers::{Dynalite, NatsRole, NatsServer};
+use crate::servers::{LocalDynamo, NatsRole, NatsServer};
 
 pub const SECRET: &str = "test-secret-please-change";
 pub const AUDIENCE: &str = "herald";
@@ -121,7 +121,8 @@ impl Drop for Task {
 
 pub struct Stack {
     pub nats: NatsServer,
-    pub dynalite: Dynalite,
+    /// The local DynamoDB server (dynoxide; the field keeps its old name for the benchmarks).
+    pub dynalite: LocalDynamo,
     pub options: StackOptions,
     pub runner: Option<Task>,
     pub gateways: Vec<(String, Task)>,
@@ -135,7 +136,7 @@ impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         crate::init_logging();
         let nats = if options.nats_permissions { NatsServer::start_secured()? } else { NatsServer::start()? };
-        let dynalite = Dynalite::start()?;
+        let dynalite = LocalDynamo::start()?;
         let client = herald_core::nats::options(&nats.url())
             .connect(nats.url())
             .await
