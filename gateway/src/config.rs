@@ -36,6 +36,16 @@ pub struct Config {
     pub revocation_ttl: Duration,
     /// Replicas of the revocation bucket (3 in production, like the streams).
     pub replicas: usize,
+    /// How long a new subscription may take to reach every node of the cluster; a session
+    /// looks at the user's newest notification once more after this (see `session`).
+    pub interest_settle: Duration,
+    /// Stream reads (Direct Get batches, leader reads) in flight at once for catch-ups; more
+    /// wait their turn (after a NATS reconnect every session catches up at once).
+    pub catchup_concurrency: usize,
+    /// The live connection PINGs its server this often, and gives it up (reconnecting, with
+    /// `/readyz` red meanwhile) when a PONG is later than the deadline.
+    pub live_ping_interval: Duration,
+    pub live_ping_deadline: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +140,10 @@ impl Config {
             revocation_bucket: v.string("HERALD_REVOCATION_BUCKET", "HERALD_REVOKED"),
             revocation_ttl: v.seconds("HERALD_REVOCATION_TTL_SECONDS", Duration::from_secs(30 * 24 * 3600))?,
             replicas: v.parse("HERALD_STREAM_REPLICAS", 1)?,
+            interest_settle: v.seconds("HERALD_INTEREST_SETTLE_SECONDS", Duration::from_secs(2))?,
+            catchup_concurrency: v.parse::<usize>("HERALD_CATCHUP_CONCURRENCY", 64)?.max(1),
+            live_ping_interval: v.seconds("HERALD_LIVE_PING_SECONDS", Duration::from_secs(2))?,
+            live_ping_deadline: v.seconds("HERALD_LIVE_PING_DEADLINE_SECONDS", Duration::from_secs(5))?,
         })
     }
 }

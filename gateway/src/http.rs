@@ -54,7 +54,8 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    let connected = st.client.connection_state() == async_nats::connection::State::Connected;
+    // Both connections: the one that reads the stream and the one that carries live delivery.
+    let connected = st.client.connection_state() == async_nats::connection::State::Connected && st.live.healthy();
     if st.ready.load(Ordering::Relaxed) && connected {
         (StatusCode::OK, "ready")
     } else {

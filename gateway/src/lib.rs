@@ -58,7 +58,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         .connect(&config.nats.url)
         .await?;
     let background = CancellationToken::new();
-    let live = live::LiveRouter::start(&config.nats.url, events.clone(), background.clone());
+    let live_config = live::LiveConfig {
+        urls: config.nats.url.clone(),
+        ping_interval: config.live_ping_interval,
+        ping_deadline: config.live_ping_deadline,
+    };
+    let live = live::LiveRouter::start(live_config, events.clone(), background.clone());
     let js = async_nats::jetstream::new(client.clone());
     // With NATS authorization on, the gateway's own user may only read the revocation bucket;
     // the admin plane creates it and writes to it as the admin user.
@@ -123,7 +128,21 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             }
         }
     });
+    // Cursors carry the stream's epoch: know it before the first session, and notice when the
+    // stream is recreated (every session then resets to the new stream).
+    let (epoch_tx, epoch_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn({
+        let state = state.clone();
+        let stop = background.clone();
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = follow_stream(&state, epoch_tx) => {}
+            }
+        }
+    });
     let _ = tokio::time::timeout(Duration::from_secs(10), loaded_rx).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), epoch_rx).await;
     state.ready.store(true, Ordering::Relaxed);
     info!(addr = %listener.local_addr()?, "herald-gateway ready");
 
@@ -146,4 +165,25 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     background.cancel();
     let _ = client.drain().await;
     Ok(())
+}
+
+/// Reads `HERALD_USER`'s epoch and per-user cap now and every few seconds.
+async fn follow_stream(state: &state::AppState, loaded: tokio::sync::oneshot::Sender<()>) {
+    let mut loaded = Some(loaded);
+    loop {
+        match state.log.facts().await {
+            Ok(f) => {
+                state.max_per_user.store(f.max_per_user, Ordering::Relaxed);
+                let before = state.events.epoch();
+                if state.events.set_epoch(f.epoch) && before != 0 {
+                    warn!(before, now = f.epoch, "HERALD_USER was recreated; sessions reset to the new stream");
+                }
+                if let Some(tx) = loaded.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Err(e) => warn!(error = %e, "reading HERALD_USER's info"),
+        }
+        tokio::time::sleep(Duration::from_secs(if loaded.is_some() { 1 } else { 5 })).await;
+    }
 }

@@ -5,15 +5,26 @@
 //! a connection this module owns plus a small mailbox (a few dozen bytes while empty), and the
 //! reader task parses `HMSG` straight into [`Entry`]s and drops each into its mailbox.
 //!
-//! A mailbox holds at most `MAILBOX` entries; past that a message is dropped, and the session
-//! sees the gap (`Nats-Last-Sequence`) and fetches it from the stream, as for any live loss.
-//! After a reconnect every SUB is sent again and [`Events::nats_reconnected`] lets each session
-//! catch up from its last cursor. Plain `nats://` with optional `user:pass@` or `token@`; TLS is
-//! not spoken here (see the README).
+//! Three promises the session builds on:
+//! - **In force**: [`LiveSub::in_force`] resolves once the server answered a PING sent after
+//!   the SUB, so the server that this connection talks to has the interest; anything stored
+//!   later is either delivered here or found by the session's own read of the stream.
+//! - **No silent loss**: a mailbox holds at most `MAILBOX` entries; past that the entry is
+//!   dropped but the highest dropped sequence is kept, and the session is told at once
+//!   ([`Live::Overflow`]) to catch up from the stream.
+//! - **No silent death**: the connection PINGs the server every `ping_interval` and gives up on
+//!   it when a PONG is later than `ping_deadline` (a half-open TCP connection, a stopped
+//!   server); [`LiveRouter::healthy`] is false until the next connection is confirmed, which
+//!   `/readyz` reports. After a reconnect every SUB is sent again and
+//!   [`Events::nats_reconnected`] lets each session catch up from its last cursor.
+//!
+//! Plain `nats://` with optional `user:pass@` or `token@`; every URL of a comma-separated list
+//! is tried in turn, plus the servers the cluster announces (`connect_urls`), and a server
+//! entering lame-duck mode is left for another. TLS is not spoken here (see the README).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -23,13 +34,15 @@ use futures::task::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::events::Events;
-use crate::log::Entry;
+use crate::log::{Entry, HDR_MUTED, raw_header};
 use herald_core::notification::HDR_ACCEPTED_AT;
 
-/// Live messages one session may have waiting; more are dropped and refetched as a gap.
+/// Live messages one session may have waiting; past that they are dropped and the session
+/// catches up from the stream.
 const MAILBOX: usize = 64;
 /// SUB/UNSUB commands waiting for the connection task.
 const COMMANDS: usize = 65_536;
@@ -40,6 +53,18 @@ const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 struct Mailbox {
     queue: Mutex<VecDeque<Entry>>,
     waker: AtomicWaker,
+    /// The highest sequence dropped because the queue was full (0: none since last taken).
+    dropped: AtomicU64,
+    /// The server has the SUB (a PING sent after it was answered).
+    in_force: AtomicBool,
+}
+
+/// What a live subscription yields.
+#[derive(Debug)]
+pub enum Live {
+    Entry(Entry),
+    /// Entries up to this sequence were dropped (mailbox full): read them from the stream.
+    Overflow(u64),
 }
 
 enum Command {
@@ -51,6 +76,17 @@ struct Shared {
     subs: Mutex<HashMap<u64, (String, Arc<Mailbox>)>>,
     next_sid: AtomicU64,
     commands: mpsc::Sender<Command>,
+    healthy: AtomicBool,
+}
+
+/// How the live connection finds and watches its server.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// `nats://[user:pass@|token@]host[:port]`, comma-separated.
+    pub urls: String,
+    pub ping_interval: Duration,
+    /// A PING unanswered for this long ends the connection.
+    pub ping_deadline: Duration,
 }
 
 /// The handle sessions subscribe through; cheap to clone.
@@ -72,16 +108,20 @@ pub struct LiveSub {
 
 impl LiveRouter {
     /// Starts the connection task; it runs until `stop` is cancelled.
-    pub fn start(url: &str, events: Arc<Events>, stop: tokio_util::sync::CancellationToken) -> Self {
+    pub fn start(config: LiveConfig, events: Arc<Events>, stop: tokio_util::sync::CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(COMMANDS);
-        let shared = Arc::new(Shared { subs: Mutex::new(HashMap::new()), next_sid: AtomicU64::new(1), commands: tx });
-        let target = Target::parse(url);
+        let shared = Arc::new(Shared {
+            subs: Mutex::new(HashMap::new()),
+            next_sid: AtomicU64::new(1),
+            commands: tx,
+            healthy: AtomicBool::new(false),
+        });
         tokio::spawn({
             let shared = shared.clone();
             async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = connection_loop(target, shared, rx, events) => {}
+                    _ = connection_loop(config, shared, rx, events) => {}
                 }
             }
         });
@@ -92,25 +132,54 @@ impl LiveRouter {
         let sid = self.0.next_sid.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
         self.0.subs.lock().unwrap_or_else(|p| p.into_inner()).insert(sid, (subject.clone(), mailbox.clone()));
-        // A full command queue only delays the SUB: it is also sent on every (re)connect, and a
-        // late SUB shows up as a gap, which the session fills from the stream.
+        // A full command queue only delays the SUB: it is also sent on every (re)connect.
+        // Until it is sent and answered, `in_force` does not resolve.
         let _ = self.0.commands.try_send(Command::Sub(sid, subject));
         LiveSub { sid, mailbox, router: self.0.clone() }
+    }
+
+    /// Connected, and the server answered our last PING in time.
+    pub fn healthy(&self) -> bool {
+        self.0.healthy.load(Ordering::Relaxed)
     }
 }
 
 impl LiveSub {
-    /// The next live entry.
-    pub async fn next(&self) -> Entry {
+    /// The next live entry, or the news that some were dropped.
+    pub async fn next(&self) -> Live {
         poll_fn(|cx| {
-            if let Some(e) = self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                return Poll::Ready(e);
+            if let Some(l) = self.take() {
+                return Poll::Ready(l);
             }
             self.mailbox.waker.register(cx.waker());
-            match self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                Some(e) => Poll::Ready(e),
+            match self.take() {
+                Some(l) => Poll::Ready(l),
                 None => Poll::Pending,
             }
+        })
+        .await
+    }
+
+    fn take(&self) -> Option<Live> {
+        let mut q = self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = self.mailbox.dropped.swap(0, Ordering::AcqRel);
+        if dropped > 0 {
+            // What is queued is below or around the dropped ones; the catch-up reads it all.
+            q.clear();
+            *q = VecDeque::new();
+            return Some(Live::Overflow(dropped));
+        }
+        q.pop_front().map(Live::Entry)
+    }
+
+    /// Resolves once the server has this subscription.
+    pub async fn in_force(&self) {
+        poll_fn(|cx| {
+            if self.mailbox.in_force.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.mailbox.waker.register(cx.waker());
+            if self.mailbox.in_force.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending }
         })
         .await
     }
@@ -125,7 +194,7 @@ impl Drop for LiveSub {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     addr: String,
     user: Option<String>,
@@ -133,9 +202,25 @@ struct Target {
 }
 
 impl Target {
+    /// Every server of a comma-separated list; credentials on the first apply to all that
+    /// carry none.
+    fn parse_all(urls: &str) -> Vec<Self> {
+        let mut out: Vec<Target> = Vec::new();
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let mut t = Target::parse(url);
+            if t.user.is_none()
+                && let Some(first) = out.first()
+            {
+                t.user = first.user.clone();
+                t.pass = first.pass.clone();
+            }
+            out.push(t);
+        }
+        out
+    }
+
     fn parse(url: &str) -> Self {
-        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-        let rest = rest.split(',').next().unwrap_or(rest).trim_end_matches('/');
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url).trim_end_matches('/');
         let (auth, addr) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
@@ -160,36 +245,78 @@ impl Target {
             (Some(t), None) => o["auth_token"] = t.clone().into(),
             _ => {}
         }
-        format!("CONNECT {o}\r\nPING\r\n")
+        format!("CONNECT {o}\r\n")
+    }
+}
+
+/// The servers to try, in turn: the configured ones, then those the cluster announced.
+struct Servers {
+    list: Vec<Target>,
+    next: usize,
+}
+
+impl Servers {
+    fn next(&mut self) -> Target {
+        let t = self.list[self.next % self.list.len()].clone();
+        self.next = (self.next + 1) % self.list.len();
+        t
+    }
+
+    fn learn(&mut self, addrs: &[String]) {
+        let template = self.list[0].clone();
+        for a in addrs {
+            if !self.list.iter().any(|t| &t.addr == a) {
+                self.list.push(Target { addr: a.clone(), ..template.clone() });
+            }
+        }
     }
 }
 
 async fn connection_loop(
-    target: Target,
+    config: LiveConfig,
     shared: Arc<Shared>,
     mut commands: mpsc::Receiver<Command>,
     events: Arc<Events>,
 ) {
+    let mut servers = Servers { list: Target::parse_all(&config.urls), next: 0 };
+    if servers.list.is_empty() {
+        servers.list.push(Target::parse("nats://127.0.0.1:4222"));
+    }
     let mut first = true;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Duration::from_millis(50);
     loop {
-        match serve_connection(&target, &shared, &mut commands, &events, &mut first).await {
+        let target = servers.next();
+        let result =
+            serve_connection(&config, &target, &mut servers, &shared, &mut commands, &events, &mut first).await;
+        shared.healthy.store(false, Ordering::Relaxed);
+        match result {
             Ok(()) => return,
-            Err(e) => warn!(error = %e, "live connection lost; reconnecting"),
+            Err(e) => warn!(error = %e, server = %target.addr, "live connection lost; reconnecting"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        // A whole round over the list without success waits; moving to the next server does not.
+        if servers.next == 0 {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
     }
 }
 
+fn io_err(kind: std::io::ErrorKind, msg: &str) -> std::io::Error {
+    std::io::Error::new(kind, msg.to_owned())
+}
+
 async fn serve_connection(
+    config: &LiveConfig,
     target: &Target,
+    servers: &mut Servers,
     shared: &Shared,
     commands: &mut mpsc::Receiver<Command>,
     events: &Events,
     first: &mut bool,
 ) -> std::io::Result<()> {
-    let stream = TcpStream::connect(&target.addr).await?;
+    let stream = tokio::time::timeout(config.ping_deadline, TcpStream::connect(&target.addr))
+        .await
+        .map_err(|_| io_err(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::new(wr);
@@ -202,56 +329,136 @@ async fn serve_connection(
     for (sid, subject) in &subs {
         wr.write_all(format!("SUB {subject} {sid}\r\n").as_bytes()).await?;
     }
+    // PONGs come back in the order of our PINGs: each confirms the SUBs written before it.
+    let mut pings: VecDeque<(Instant, Vec<u64>)> = VecDeque::new();
+    wr.write_all(b"PING\r\n").await?;
+    pings.push_back((Instant::now(), subs.iter().map(|(sid, _)| *sid).collect()));
     wr.flush().await?;
-    if !*first {
-        info!(subscriptions = subs.len(), "live connection back; sessions catch up");
-        events.nats_reconnected();
-    }
-    *first = false;
+    let mut confirmed_once = false;
+    let mut tick = tokio::time::interval(config.ping_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
+        let deadline = pings.front().map(|(at, _)| *at + config.ping_deadline);
         tokio::select! {
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { return Ok(()) };
-                write_command(&mut wr, cmd).await?;
+                let mut sids = Vec::new();
+                write_command(&mut wr, cmd, &mut sids).await?;
                 while let Ok(cmd) = commands.try_recv() {
-                    write_command(&mut wr, cmd).await?;
+                    write_command(&mut wr, cmd, &mut sids).await?;
+                }
+                if !sids.is_empty() {
+                    wr.write_all(b"PING\r\n").await?;
+                    pings.push_back((Instant::now(), sids));
                 }
                 wr.flush().await?;
             }
             n = rd.read_buf(&mut buf) => {
                 if n? == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed"));
+                    return Err(io_err(std::io::ErrorKind::UnexpectedEof, "server closed"));
                 }
-                let pong = parse_all(&mut buf, shared)?;
-                if pong {
+                let seen = parse_all(&mut buf, shared)?;
+                if seen.ping {
                     wr.write_all(b"PONG\r\n").await?;
                     wr.flush().await?;
                 }
+                if !seen.connect_urls.is_empty() {
+                    servers.learn(&seen.connect_urls);
+                }
+                for _ in 0..seen.pongs {
+                    let Some((_, sids)) = pings.pop_front() else { break };
+                    confirm(shared, &sids);
+                    if !confirmed_once {
+                        confirmed_once = true;
+                        shared.healthy.store(true, Ordering::Relaxed);
+                        if !*first {
+                            info!(subscriptions = subs.len(), server = %target.addr, "live connection back; sessions catch up");
+                            events.nats_reconnected();
+                        }
+                        *first = false;
+                    }
+                }
+                if seen.lame_duck {
+                    return Err(io_err(std::io::ErrorKind::ConnectionAborted, "server entered lame-duck mode"));
+                }
+            }
+            _ = tick.tick() => {
+                // Only one keepalive PING in flight: a queue of them says nothing more.
+                if pings.is_empty() {
+                    wr.write_all(b"PING\r\n").await?;
+                    wr.flush().await?;
+                    pings.push_back((Instant::now(), Vec::new()));
+                }
+            }
+            _ = sleep_until_opt(deadline) => {
+                return Err(io_err(std::io::ErrorKind::TimedOut, "no PONG within the deadline"));
             }
         }
     }
 }
 
-async fn write_command(wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>, cmd: Command) -> std::io::Result<()> {
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn confirm(shared: &Shared, sids: &[u64]) {
+    let subs = shared.subs.lock().unwrap_or_else(|p| p.into_inner());
+    for sid in sids {
+        if let Some((_, m)) = subs.get(sid) {
+            m.in_force.store(true, Ordering::Release);
+            m.waker.wake();
+        }
+    }
+}
+
+async fn write_command(
+    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    cmd: Command,
+    subscribed: &mut Vec<u64>,
+) -> std::io::Result<()> {
     match cmd {
-        Command::Sub(sid, subject) => wr.write_all(format!("SUB {subject} {sid}\r\n").as_bytes()).await,
+        Command::Sub(sid, subject) => {
+            subscribed.push(sid);
+            wr.write_all(format!("SUB {subject} {sid}\r\n").as_bytes()).await
+        }
         Command::Unsub(sid) => wr.write_all(format!("UNSUB {sid}\r\n").as_bytes()).await,
     }
 }
 
 fn bad(msg: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_owned())
+    io_err(std::io::ErrorKind::InvalidData, msg)
 }
 
-/// Parses every complete operation in `buf`; true when the server asked for a PONG.
-fn parse_all(buf: &mut BytesMut, shared: &Shared) -> std::io::Result<bool> {
-    let mut pong = false;
+/// What one pass over the read buffer saw besides messages.
+#[derive(Debug, Default)]
+struct Seen {
+    ping: bool,
+    pongs: usize,
+    lame_duck: bool,
+    connect_urls: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Info {
+    #[serde(default)]
+    connect_urls: Vec<String>,
+    #[serde(default)]
+    ldm: bool,
+}
+
+/// Parses every complete operation in `buf`.
+fn parse_all(buf: &mut BytesMut, shared: &Shared) -> std::io::Result<Seen> {
+    let mut seen = Seen::default();
     loop {
         let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
             if buf.len() > MAX_MESSAGE {
                 return Err(bad("protocol line too long"));
             }
-            return Ok(pong);
+            return Ok(seen);
         };
         let line = std::str::from_utf8(&buf[..eol]).map_err(|_| bad("non-UTF-8 protocol line"))?.to_owned();
         let mut parts = line.split_ascii_whitespace();
@@ -273,7 +480,7 @@ fn parse_all(buf: &mut BytesMut, shared: &Shared) -> std::io::Result<bool> {
                     return Err(bad("message too large"));
                 }
                 if buf.len() < eol + 2 + total + 2 {
-                    return Ok(pong); // wait for the rest
+                    return Ok(seen); // wait for the rest
                 }
                 buf.advance(eol + 2);
                 let body = buf.split_to(total).freeze();
@@ -281,14 +488,29 @@ fn parse_all(buf: &mut BytesMut, shared: &Shared) -> std::io::Result<bool> {
                 deliver(shared, sid, body, hdr_len);
             }
             "PING" => {
-                pong = true;
+                seen.ping = true;
+                buf.advance(eol + 2);
+            }
+            "PONG" => {
+                seen.pongs += 1;
+                buf.advance(eol + 2);
+            }
+            "INFO" => {
+                if let Ok(info) = serde_json::from_str::<Info>(line[4..].trim()) {
+                    seen.connect_urls = info.connect_urls;
+                    seen.lame_duck |= info.ldm;
+                }
                 buf.advance(eol + 2);
             }
             "-ERR" => {
                 warn!(error = %line, "NATS error on the live connection");
                 buf.advance(eol + 2);
+                // Authorization and most other server errors close the connection anyway.
+                if line.to_ascii_lowercase().contains("authorization") {
+                    return Err(bad("not authorized"));
+                }
             }
-            _ => buf.advance(eol + 2), // INFO, PONG, +OK
+            _ => buf.advance(eol + 2), // +OK
         }
     }
 }
@@ -299,22 +521,20 @@ fn deliver(shared: &Shared, sid: u64, body: Bytes, hdr_len: usize) {
         None => return, // unsubscribed meanwhile
     };
     let headers = std::str::from_utf8(&body[..hdr_len]).unwrap_or("");
-    let header = |name: &str| -> Option<u64> {
-        headers.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().parse().ok()).flatten()
-        })
-    };
+    let header = |name: &str| -> Option<u64> { raw_header(headers, name)?.parse().ok() };
     let Some(seq) = header("Nats-Sequence") else { return };
     let entry = Entry {
         seq,
         prev: header("Nats-Last-Sequence").unwrap_or(0),
         accepted_at_ms: header(HDR_ACCEPTED_AT).map(|v| v as i64),
+        muted: raw_header(headers, HDR_MUTED) == Some("1"),
         payload: body.slice(hdr_len..),
     };
     let mut q = mailbox.queue.lock().unwrap_or_else(|p| p.into_inner());
     if q.len() < MAILBOX {
         q.push_back(entry);
+    } else {
+        mailbox.dropped.fetch_max(seq, Ordering::AcqRel);
     }
     drop(q);
     mailbox.waker.wake();
@@ -323,6 +543,11 @@ fn deliver(shared: &Shared, sid: u64, body: Bytes, hdr_len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared() -> Shared {
+        let (tx, _rx) = mpsc::channel(1);
+        Shared { subs: Mutex::new(HashMap::new()), next_sid: AtomicU64::new(1), commands: tx, healthy: false.into() }
+    }
 
     #[test]
     fn parses_urls_with_and_without_credentials() {
@@ -333,27 +558,50 @@ mod tests {
             (t.addr.as_str(), t.user.as_deref(), t.pass.as_deref()),
             ("nats.internal:4222", Some("u"), Some("p"))
         );
-        let t = Target::parse("nats://s3cr3t@h:1,nats://other:2");
-        assert_eq!((t.addr.as_str(), t.user.as_deref()), ("h:1", Some("s3cr3t")));
+        let all = Target::parse_all("nats://s3cr3t@h:1, nats://other:2");
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].addr.as_str(), all[0].user.as_deref()), ("h:1", Some("s3cr3t")));
+        assert_eq!((all[1].addr.as_str(), all[1].user.as_deref()), ("other:2", Some("s3cr3t")));
     }
 
     #[test]
     fn splits_messages_and_routes_them_by_sid() {
-        let (tx, _rx) = mpsc::channel(1);
-        let shared = Shared { subs: Mutex::new(HashMap::new()), next_sid: AtomicU64::new(1), commands: tx };
+        let shared = shared();
         let mb = Arc::new(Mailbox::default());
         shared.subs.lock().unwrap().insert(7, ("s".into(), mb.clone()));
-        let hdr = "NATS/1.0\r\nNats-Sequence: 42\r\nNats-Last-Sequence: 40\r\n\r\n";
+        let hdr = "NATS/1.0\r\nNats-Sequence: 42\r\nNats-Last-Sequence: 40\r\nHerald-Muted: 1\r\n\r\n";
         let payload = "{\"id\":\"x\"}";
-        let msg =
-            format!("HMSG herald.live.x 7 {} {}\r\n{hdr}{payload}\r\nPING\r\n", hdr.len(), hdr.len() + payload.len());
+        let msg = format!(
+            "HMSG herald.live.x 7 {} {}\r\n{hdr}{payload}\r\nPING\r\nPONG\r\nINFO {{\"connect_urls\":[\"a:1\"],\"ldm\":true}}\r\n",
+            hdr.len(),
+            hdr.len() + payload.len()
+        );
         let mut buf = BytesMut::from(&msg.as_bytes()[..20]);
-        assert!(!parse_all(&mut buf, &shared).unwrap(), "incomplete: waits");
+        assert!(!parse_all(&mut buf, &shared).unwrap().ping, "incomplete: waits");
         buf.extend_from_slice(&msg.as_bytes()[20..]);
-        assert!(parse_all(&mut buf, &shared).unwrap(), "PING seen");
+        let seen = parse_all(&mut buf, &shared).unwrap();
+        assert!(seen.ping && seen.lame_duck);
+        assert_eq!((seen.pongs, seen.connect_urls), (1, vec!["a:1".to_owned()]));
         let e = mb.queue.lock().unwrap().pop_front().unwrap();
-        assert_eq!((e.seq, e.prev), (42, 40));
+        assert_eq!((e.seq, e.prev, e.muted), (42, 40, true));
         assert_eq!(&e.payload[..], payload.as_bytes());
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_full_mailbox_reports_what_it_dropped() {
+        let shared = shared();
+        let mb = Arc::new(Mailbox::default());
+        shared.subs.lock().unwrap().insert(1, ("s".into(), mb.clone()));
+        let sub = LiveSub { sid: 1, mailbox: mb, router: Arc::new(shared) };
+        for seq in 1..=(MAILBOX as u64 + 5) {
+            let hdr = format!("NATS/1.0\r\nNats-Sequence: {seq}\r\n\r\n");
+            deliver(&sub.router, 1, Bytes::from(hdr.clone()), hdr.len());
+        }
+        match sub.take() {
+            Some(Live::Overflow(s)) => assert_eq!(s, MAILBOX as u64 + 5),
+            other => panic!("expected an overflow, got {other:?}"),
+        }
+        assert!(sub.take().is_none(), "the overflow replaces what was queued");
     }
 }

@@ -15,6 +15,9 @@ pub struct Metrics {
     pub resets: Counter,
     pub gaps: Counter,
     pub gap_filled: Counter,
+    pub overflows: Counter,
+    pub stale_reads: Counter,
+    pub settle_catchups: Counter,
     pub slow_closes: Counter,
     pub ping_timeouts: Counter,
     pub revoked_closes: Counter,
@@ -38,6 +41,9 @@ impl Default for Metrics {
             resets: Counter::default(),
             gaps: Counter::default(),
             gap_filled: Counter::default(),
+            overflows: Counter::default(),
+            stale_reads: Counter::default(),
+            settle_catchups: Counter::default(),
             slow_closes: Counter::default(),
             ping_timeouts: Counter::default(),
             revoked_closes: Counter::default(),
@@ -113,6 +119,24 @@ impl Metrics {
                 "Notifications fetched from the stream to fill live gaps.",
                 "",
                 self.gap_filled.get(),
+            )
+            .counter(
+                "herald_gateway_mailbox_overflows_total",
+                "Live mailboxes that overflowed (the session caught up from the stream).",
+                "",
+                self.overflows.get(),
+            )
+            .counter(
+                "herald_gateway_stale_reads_total",
+                "Direct Get answers short of a sequence known to exist (a lagging replica).",
+                "",
+                self.stale_reads.get(),
+            )
+            .counter(
+                "herald_gateway_settle_catchups_total",
+                "Sessions that found missed notifications when their interest had settled.",
+                "",
+                self.settle_catchups.get(),
             )
             .histogram("herald_gateway_replay_size", "Notifications per replay.", &self.replay_sizes)
             .histogram("herald_gateway_replay_seconds", "Time to replay.", &self.replay_seconds)

@@ -76,6 +76,38 @@ impl Outbound {
         }
     }
 
+    /// Writes everything queued and flushes, without reading: ready once the queue is empty
+    /// (`Err` when the socket failed). Frames written directly after it keep their order.
+    pub fn poll_flush_all(&mut self, socket: &mut WebSocket, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        let mut socket = Pin::new(socket);
+        while !self.queue.is_empty() {
+            match socket.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let frame = self.queue.pop_front().expect("checked non-empty");
+                    self.bytes -= len(&frame);
+                    if socket.as_mut().start_send(frame).is_err() {
+                        return Poll::Ready(Err(()));
+                    }
+                    self.unflushed = true;
+                    self.progress_at = Instant::now();
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.unflushed {
+            match socket.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
+                    self.shrink();
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Writes what the socket takes, flushes, then polls for an inbound message.
     pub fn poll_io(&mut self, socket: &mut WebSocket, cx: &mut Context<'_>) -> Poll<Io> {
         let mut socket = Pin::new(socket);

@@ -3,6 +3,7 @@
 //! Outbound frames are built as strings: a notification's payload is already the JSON of its
 //! `notification` object (stored so by the function), so pushing one is a copy, not a parse.
 
+use herald_core::cursor::Cursor;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -46,7 +47,7 @@ impl ClientFrame {
 /// `cursor` (an addition to the contract's frame) is where a first connection starts: a client
 /// that has received nothing yet resumes from it after a reconnect, so what arrives in between
 /// is not lost. `"0"` means the user had nothing stored yet.
-pub fn welcome(user: &str, session: &str, expires_at: u64, cursor: Option<u64>) -> String {
+pub fn welcome(user: &str, session: &str, expires_at: u64, cursor: Option<Cursor>) -> String {
     let mut v = json!({"type": "welcome", "user": user, "session": session, "expires_at": expires_at});
     if let Some(c) = cursor {
         v["cursor"] = json!(c.to_string());
@@ -55,7 +56,7 @@ pub fn welcome(user: &str, session: &str, expires_at: u64, cursor: Option<u64>) 
 }
 
 /// `payload` is the stored notification object's JSON.
-pub fn notification(cursor: u64, replay: bool, payload: &str) -> String {
+pub fn notification(cursor: Cursor, replay: bool, payload: &str) -> String {
     let mut s = String::with_capacity(payload.len() + 64);
     s.push_str(r#"{"type":"notification","cursor":""#);
     s.push_str(cursor.to_string().as_str());
@@ -65,7 +66,7 @@ pub fn notification(cursor: u64, replay: bool, payload: &str) -> String {
     s
 }
 
-pub fn replayed(cursor: Option<u64>, count: u64) -> String {
+pub fn replayed(cursor: Option<Cursor>, count: u64) -> String {
     json!({"type": "replayed", "cursor": cursor.map(|c| c.to_string()), "count": count}).to_string()
 }
 
@@ -85,9 +86,9 @@ pub fn error(code: &str, message: &str) -> String {
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
-/// Cursors are opaque to clients; here they are the `HERALD_USER` sequence in decimal (`0`:
-/// before the user's first notification).
-pub fn parse_cursor(cursor: &str) -> Option<u64> {
+/// Cursors are opaque to clients; see [`Cursor`] for their form (`0`: before the user's first
+/// notification).
+pub fn parse_cursor(cursor: &str) -> Option<Cursor> {
     cursor.parse().ok()
 }
 
@@ -97,7 +98,7 @@ mod tests {
 
     #[test]
     fn notification_frames_are_valid_json() {
-        let f = notification(42, true, r#"{"id":"a","read":false}"#);
+        let f = notification(Cursor { epoch: None, seq: 42 }, true, r#"{"id":"a","read":false}"#);
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["type"], "notification");
         assert_eq!(v["cursor"], "42");
@@ -117,9 +118,11 @@ mod tests {
         );
         assert!(ClientFrame::parse(r#"{"type":"subscribe"}"#).is_err());
         assert!(ClientFrame::parse("{").is_err());
-        assert_eq!(parse_cursor("0"), Some(0));
+        assert_eq!(parse_cursor("0"), Some(Cursor { epoch: None, seq: 0 }));
         assert_eq!(parse_cursor("-1"), None);
         assert_eq!(parse_cursor("abc"), None);
-        assert_eq!(parse_cursor("17"), Some(17));
+        assert_eq!(parse_cursor("17"), Some(Cursor { epoch: None, seq: 17 }));
+        let c = Cursor::new(1_796_000_000, 17);
+        assert_eq!(parse_cursor(&c.to_string()), Some(c));
     }
 }

@@ -28,6 +28,10 @@ pub struct AppState {
     pub events: std::sync::Arc<Events>,
     pub connect_limit: RateLimiter,
     pub frame_limit: RateLimiter,
+    /// Bounds the stream reads of catch-ups in flight (see `Config::catchup_concurrency`).
+    pub catchups: tokio::sync::Semaphore,
+    /// `HERALD_USER`'s per-user cap (-1: none), for the retention check of cursor `0`.
+    pub max_per_user: std::sync::atomic::AtomicI64,
     /// Sockets accepted and not yet closed (the per-process cap counts these).
     pub open: AtomicUsize,
     /// False while starting and once draining.
@@ -57,6 +61,8 @@ impl AppState {
             log: UserLog::new(p.client.clone(), p.config.replay_timeout),
             connect_limit: RateLimiter::new(l.connects_per_ip_per_sec, l.connect_burst, l.tracked_ips),
             frame_limit: RateLimiter::new(l.frames_per_ip_per_sec, l.frame_burst, l.tracked_ips),
+            catchups: tokio::sync::Semaphore::new(p.config.catchup_concurrency),
+            max_per_user: std::sync::atomic::AtomicI64::new(-1),
             verifier: p.verifier,
             client: p.client,
             live: p.live,

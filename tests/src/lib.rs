@@ -6,6 +6,7 @@
 
 pub mod lambda_emulator;
 pub mod procs;
+pub mod raw;
 pub mod servers;
 pub mod stack;
 

@@ -157,6 +157,26 @@ impl NatsServer {
     pub fn secured(&self) -> bool {
         self.secured
     }
+
+    /// Freezes the server (SIGSTOP): its connections stay open and say nothing, as a hung
+    /// node or a half-open TCP connection would.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        signal(&self.child, "-STOP")
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn unpause(&self) -> anyhow::Result<()> {
+        signal(&self.child, "-CONT")
+    }
+}
+
+/// Sends a signal (`-STOP`, `-CONT`, `-TERM`, `-KILL`) to a child process.
+pub fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill").arg(sig).arg(child.id().to_string()).status().context("running kill")?;
+    if !status.success() {
+        bail!("kill {sig} {} failed", child.id());
+    }
+    Ok(())
 }
 
 impl Drop for NatsServer {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use herald_client::Event;
-use herald_tests::stack::{drain_events, next_event};
+use herald_tests::stack::{drain_events, next_event, notification_ids};
 use herald_tests::{Stack, StackOptions};
 
 fn notifications(events: &[Event]) -> Vec<(String, bool, String)> {
@@ -73,7 +73,7 @@ async fn missed_notifications_replay_in_order_exactly_once_then_live() -> anyhow
     let expected: Vec<String> = (0..50).map(|i| format!("away-{i:02}")).collect();
     assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(replayed.iter().all(|(_, replay, _)| *replay), "all marked replay");
-    let cursors: Vec<u64> = replayed.iter().map(|(c, _, _)| c.parse().unwrap()).collect();
+    let cursors: Vec<u128> = replayed.iter().map(|(c, _, _)| c.parse().unwrap()).collect();
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors grow");
     match events.last() {
         Some(Event::Replayed { count, cursor }) => {
@@ -127,6 +127,19 @@ async fn a_cursor_the_stream_no_longer_keeps_gets_reset_then_live() -> anyhow::R
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut erin = stack.connect("erin", Some(&cursor)).await?;
     assert!(matches!(next_event(&mut erin).await?, Event::Reset { .. }));
+    // What the stream still keeps follows the reset: only what is truly gone is lost.
+    let mut kept = Vec::new();
+    loop {
+        match next_event(&mut erin).await? {
+            Event::Notification { notification, replay: true, .. } => kept.push(notification.id),
+            Event::Replayed { count, .. } => {
+                assert_eq!(count, 3);
+                break;
+            }
+            other => panic!("expected the kept notifications after reset, got {other:?}"),
+        }
+    }
+    assert_eq!(kept, ["e-3", "e-4", "e-5"]);
     stack.publish("e-live", &["erin"]).await?;
     match next_event(&mut erin).await? {
         Event::Notification { notification, replay: false, .. } => assert_eq!(notification.id, "e-live"),
@@ -135,5 +148,7 @@ async fn a_cursor_the_stream_no_longer_keeps_gets_reset_then_live() -> anyhow::R
     // A cursor that was never this user's is unknown: reset too.
     let mut erin2 = stack.connect("erin", Some("999999")).await?;
     assert!(matches!(next_event(&mut erin2).await?, Event::Reset { .. }));
+    let after: Vec<String> = notification_ids(&drain_events(&mut erin2, Duration::from_millis(500)).await);
+    assert_eq!(after, ["e-4", "e-5", "e-live"]);
     Ok(())
 }

@@ -1,0 +1,65 @@
+//! The first frame: `hello`, authenticated by its token or the upgrade's header token.
+
+use axum::extract::ws::{Message, WebSocket};
+
+use super::End;
+use crate::auth::{AuthError, Claims};
+use crate::protocol::{ClientFrame, close};
+use crate::state::AppState;
+
+/// Waits for `hello` and authenticates it (or the upgrade's header token).
+pub(super) async fn handshake(
+    socket: &mut WebSocket,
+    state: &AppState,
+    header_claims: Option<Claims>,
+) -> Result<(Claims, Option<String>), End> {
+    let m = &state.metrics;
+    let first = tokio::time::timeout(state.config.hello_timeout, next_text(socket)).await;
+    let text = match first {
+        Err(_) => {
+            m.auth_failure("hello_timeout");
+            return Err(End::Close {
+                code: close::UNAUTHENTICATED,
+                error: "unauthenticated",
+                message: "no hello in time".into(),
+            });
+        }
+        Ok(t) => t?,
+    };
+    let (token, cursor) = match ClientFrame::parse(&text).map_err(End::protocol)? {
+        ClientFrame::Hello { token, cursor } => (token, cursor),
+        _ => return Err(End::protocol("the first frame must be hello")),
+    };
+    let claims = match (token, header_claims) {
+        (Some(t), _) => state.verify_user(&t),
+        (None, Some(c)) => Ok(c),
+        (None, None) => Err(AuthError::Missing),
+    };
+    let claims = claims.inspect_err(|e| m.auth_failure(e.code())).map_err(End::auth)?;
+    m.handshakes.inc();
+    Ok((claims, cursor))
+}
+
+/// The next text frame; pings and pongs are answered by the socket itself.
+async fn next_text(socket: &mut WebSocket) -> Result<String, End> {
+    loop {
+        match socket.recv().await {
+            None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+            Some(Err(e)) => return Err(read_error(e)),
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+            Some(Ok(Message::Binary(_))) => {
+                return Err(End::protocol("binary frames are not part of the protocol"));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        }
+    }
+}
+
+/// A frame over the size limit is a protocol error (4008); anything else means the peer is gone.
+pub(super) fn read_error(e: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Capacity(c)) => End::protocol(format!("frame too large: {c}")),
+        _ => End::Gone,
+    }
+}
