@@ -38,8 +38,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::events::Events;
-use crate::log::{Entry, HDR_MUTED, raw_header};
-use herald_core::notification::HDR_ACCEPTED_AT;
+use crate::log::{Entry, raw_header};
+use herald_core::notification::{HDR_ACCEPTED_AT, HDR_MUTED};
 
 /// Live messages one session may have waiting; past that they are dropped and the session
 /// catches up from the stream.

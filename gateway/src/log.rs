@@ -14,14 +14,10 @@ use async_nats::{Client, HeaderMap, Message};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_core::notification::HDR_ACCEPTED_AT;
+use herald_core::notification::{HDR_ACCEPTED_AT, HDR_MUTED};
 use herald_core::subject::USER_STREAM;
 use serde::Deserialize;
 use serde_json::json;
-
-/// Marks the copy of a notification of a kind the user muted: stored (it has a cursor) but
-/// never pushed. The functions' constant, matched here by value.
-pub const HDR_MUTED: &str = "Herald-Muted";
 
 /// One stored notification of a user.
 #[derive(Debug, Clone)]

@@ -119,7 +119,7 @@ pub async fn store(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("{user}:{id}").as_str());
     if muted {
-        headers.insert("Herald-Muted", "1");
+        headers.insert(herald_core::notification::HDR_MUTED, "1");
     }
     match js.publish_with_headers(subject::user_subject(user), headers, payload.into()).await {
         Ok(ack) => Ok(ack),
