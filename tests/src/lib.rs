@@ -1,16 +1,19 @@
-//! The harness for Herald's integration tests and benchmarks: real servers on free ports.
+//! The harness for Herald's integration tests: real servers on free ports.
 //!
-//! [`NatsServer`] and [`LocalDynamo`] (dynoxide) start the pinned binaries that `scripts/test` installs and
-//! kill them on drop; [`Stack`] adds a functions runner and gateways, in this process, each on a
-//! port the OS picked, and stops them on drop.
+//! [`NatsServer`] and [`LocalDynamo`] (dynoxide, in the `herald-servers` crate the benchmarks
+//! share) start the pinned binaries that `scripts/test` installs and kill them on drop; [`Stack`]
+//! adds a functions runner and gateways, in this process, each on a port the OS picked, and stops
+//! them on drop.
 
 pub mod lambda_emulator;
 pub mod procs;
 pub mod raw;
-pub mod servers;
 pub mod stack;
 
-pub use servers::{Dynalite, LocalDynamo, NatsServer};
+/// The server processes, shared with the benchmarks (`herald-servers`).
+pub use herald_servers as servers;
+
+pub use servers::{LocalDynamo, NatsServer};
 pub use stack::{Stack, StackOptions};
 
 /// Installs a compact log subscriber once (`HERALD_TEST_LOG=debug` to see more).

@@ -14,6 +14,7 @@ use herald_functions::ports::{Inbox, Outbox};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::servers::http_get;
 use crate::servers::{LocalDynamo, NatsRole, NatsServer};
 
 pub const SECRET: &str = "test-secret-please-change";
@@ -380,19 +381,4 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("{url} not ready in 10 s")
-}
-
-/// A bare HTTP/1.1 GET over loopback: status and body.
-pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").context("http:// URL")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut s = tokio::net::TcpStream::connect(host).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).context("status line")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((status, body))
 }

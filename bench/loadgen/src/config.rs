@@ -13,6 +13,10 @@ use crate::wire::System;
 pub enum Scenario {
     Idle,
     Latency,
+    /// Herald only: the highest rate whose p99 stays within a bound (a step search).
+    Maxrate,
+    /// Herald only: recipient deliveries per second through the runners.
+    Throughput,
     Fanout,
     Storm,
 }
@@ -33,6 +37,15 @@ pub struct BenchConfig {
     pub phase_secs: f64,
     /// How long to wait for the tail of a phase before what is missing counts as lost.
     pub drain_secs: f64,
+    /// Max-rate search: the first rate, the cap, the p99 bound (ms) and seconds per step.
+    pub search_from: f64,
+    pub search_max: f64,
+    pub search_p99_ms: f64,
+    pub step_secs: f64,
+    /// Throughput: notifications (one recipient each) published at once to the latency users.
+    pub throughput_count: u64,
+    /// Herald: functions runner processes.
+    pub runners: usize,
     /// Fan-out: team size and notifications sent to it, one after the other.
     pub members: u64,
     pub fanout_notifications: u64,
@@ -53,7 +66,14 @@ impl BenchConfig {
         BenchConfig {
             smoke: false,
             systems: vec![System::Herald, System::SocketIo],
-            scenarios: vec![Scenario::Idle, Scenario::Latency, Scenario::Fanout, Scenario::Storm],
+            scenarios: vec![
+                Scenario::Idle,
+                Scenario::Latency,
+                Scenario::Maxrate,
+                Scenario::Throughput,
+                Scenario::Fanout,
+                Scenario::Storm,
+            ],
             gateways: 5,
             per_gateway: 15_000,
             rest_secs: 10.0,
@@ -61,13 +81,19 @@ impl BenchConfig {
             rates: vec![500.0, 2000.0, 5000.0],
             phase_secs: 10.0,
             drain_secs: 60.0,
+            search_from: 500.0,
+            search_max: 20_000.0,
+            search_p99_ms: 50.0,
+            step_secs: 10.0,
+            throughput_count: 20_000,
+            runners: 1,
             members: 10_000,
             fanout_notifications: 3,
             storm_clients: 15_000,
             storm_rate: 1000.0,
             storm_secs: 12.0,
             storm_cut_at: 3.0,
-            out: herald_tests::servers::repo_root().join("bench/results"),
+            out: herald_servers::repo_root().join("bench/results"),
             secret: "bench-secret-not-for-production".into(),
             audience: "herald".into(),
         }
@@ -83,6 +109,10 @@ impl BenchConfig {
             rates: vec![200.0],
             phase_secs: 2.0,
             drain_secs: 15.0,
+            search_from: 100.0,
+            search_max: 150.0,
+            step_secs: 1.0,
+            throughput_count: 500,
             members: 500,
             fanout_notifications: 1,
             storm_clients: 500,
@@ -93,12 +123,31 @@ impl BenchConfig {
         }
     }
 
-    /// Parses `bench` flags; `--smoke` first picks the small preset the other flags adjust.
+    /// Issue 8's figures: Herald alone, 2,000 users, 20,000 notifications at 2,000/s, the
+    /// max-rate search, runner throughput and a 10,000-member team.
+    fn pipeline() -> Self {
+        BenchConfig {
+            systems: vec![System::Herald],
+            scenarios: vec![Scenario::Latency, Scenario::Maxrate, Scenario::Throughput, Scenario::Fanout],
+            users: 2000,
+            rates: vec![2000.0],
+            fanout_notifications: 1,
+            ..Self::full()
+        }
+    }
+
+    /// Parses `bench` flags; `--smoke` or `--pipeline` first picks a preset the other flags adjust.
     pub fn from_args(args: &[String]) -> anyhow::Result<Self> {
-        let mut c = if args.iter().any(|a| a == "--smoke") { Self::smoke() } else { Self::full() };
+        let preset = |p: &str| args.iter().any(|a| a == p);
+        let mut c = match (preset("--smoke"), preset("--pipeline")) {
+            (true, true) => bail!("--smoke and --pipeline are two presets; pick one"),
+            (true, false) => Self::smoke(),
+            (false, true) => Self::pipeline(),
+            (false, false) => Self::full(),
+        };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            if flag == "--smoke" {
+            if flag == "--smoke" || flag == "--pipeline" {
                 continue;
             }
             let v = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -113,6 +162,12 @@ impl BenchConfig {
                 "--rates" => c.rates = v.split(',').map(num).collect::<anyhow::Result<_>>()?,
                 "--phase-secs" => c.phase_secs = num(v)?,
                 "--drain-secs" => c.drain_secs = num(v)?,
+                "--search-from" => c.search_from = num(v)?,
+                "--search-max" => c.search_max = num(v)?,
+                "--search-p99-ms" => c.search_p99_ms = num(v)?,
+                "--step-secs" => c.step_secs = num(v)?,
+                "--throughput-count" => c.throughput_count = num(v)? as u64,
+                "--runners" => c.runners = num(v)? as usize,
                 "--members" => c.members = num(v)? as u64,
                 "--fanout-notifications" => c.fanout_notifications = num(v)? as u64,
                 "--storm-clients" => c.storm_clients = num(v)? as u64,
@@ -125,6 +180,9 @@ impl BenchConfig {
         }
         if c.gateways == 0 || c.rates.iter().any(|r| *r <= 0.0) || c.storm_cut_at >= c.storm_secs {
             bail!("need at least one gateway, positive rates, and --storm-cut-at < --storm-secs");
+        }
+        if c.runners == 0 || c.search_from <= 0.0 || c.search_max < c.search_from {
+            bail!("need at least one runner and 0 < --search-from <= --search-max");
         }
         Ok(c)
     }
@@ -148,8 +206,10 @@ fn parse_scenario(s: &str) -> anyhow::Result<Scenario> {
     match s {
         "idle" => Ok(Scenario::Idle),
         "latency" => Ok(Scenario::Latency),
+        "maxrate" => Ok(Scenario::Maxrate),
+        "throughput" => Ok(Scenario::Throughput),
         "fanout" => Ok(Scenario::Fanout),
         "storm" => Ok(Scenario::Storm),
-        _ => bail!("unknown scenario {s:?} (idle, latency, fanout, storm)"),
+        _ => bail!("unknown scenario {s:?} (idle, latency, maxrate, throughput, fanout, storm)"),
     }
 }

@@ -1,6 +1,9 @@
 //! One simulated user in a worker: binds a loopback source address, connects, authenticates,
-//! reads notifications into the tally, and, when dropped, reconnects (Herald: with its last
-//! cursor, and counts the replay as done at `replayed`).
+//! reads notifications into the tally, and, when dropped, reconnects. A Herald client keeps the
+//! cursor of the last notification it received, or else the `welcome` cursor of its first
+//! connection (CONTRACT §3: where delivery started), and resumes from it; its replay is done at
+//! `replayed`. A reconnection without any cursor, or one answered by `reset`, is counted apart
+//! and never as replayed: what was sent while it was away cannot come back.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub struct Shared {
     pub drops: AtomicU64,
     pub back: AtomicU64,
     pub replayed: AtomicU64,
+    pub without_cursor: AtomicU64,
+    pub resets: AtomicU64,
     pub last_back_us: AtomicU64,
     pub last_replayed_us: AtomicU64,
 }
@@ -52,6 +57,8 @@ impl Shared {
             drops: AtomicU64::new(0),
             back: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
+            without_cursor: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             last_back_us: AtomicU64::new(0),
             last_replayed_us: AtomicU64::new(0),
         }
@@ -63,6 +70,8 @@ impl Shared {
             drops: self.drops.load(Ordering::Relaxed),
             back: self.back.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
+            without_cursor: self.without_cursor.load(Ordering::Relaxed),
+            resets: self.resets.load(Ordering::Relaxed),
             last_back_us: self.last_back_us.load(Ordering::Relaxed),
             last_replayed_us: self.last_replayed_us.load(Ordering::Relaxed),
         }
@@ -99,21 +108,30 @@ pub async fn run_user(shared: Arc<Shared>, local: u64, first: oneshot::Sender<Re
         let permit = shared.gate.acquire().await.expect("the gate is never closed");
         let opened = open(spec.system, src, target, &token, cursor.as_deref()).await;
         drop(permit);
+        let resumed = cursor.is_some();
         match opened {
-            Ok(ws) => {
+            Ok((ws, welcome_cursor)) => {
                 if let Some(tx) = first.take() {
                     let _ = tx.send(Ok(()));
                 } else {
                     shared.back.fetch_add(1, Ordering::Relaxed);
                     shared.last_back_us.fetch_max(now_us(), Ordering::Relaxed);
-                    // Socket.IO has nothing to replay; Herald without a cursor starts at welcome.
-                    if spec.system == System::SocketIo || cursor.is_none() {
-                        shared.mark_replayed();
+                    match spec.system {
+                        // Socket.IO has nothing to replay: back is all there is.
+                        System::SocketIo => shared.mark_replayed(),
+                        System::Herald if !resumed => {
+                            shared.without_cursor.fetch_add(1, Ordering::Relaxed);
+                        }
+                        System::Herald => {}
                     }
+                }
+                if cursor.is_none() {
+                    cursor = welcome_cursor;
                 }
                 backoff = Duration::from_millis(250);
                 shared.connected.fetch_add(1, Ordering::Relaxed);
-                read(&shared, local, ws, &mut cursor, attempt > 0).await;
+                let replaying = attempt > 0 && spec.system == System::Herald && resumed;
+                read(&shared, local, ws, &mut cursor, replaying).await;
                 shared.connected.fetch_sub(1, Ordering::Relaxed);
                 shared.drops.fetch_add(1, Ordering::Relaxed);
             }
@@ -134,8 +152,15 @@ pub async fn run_user(shared: Arc<Shared>, local: u64, first: oneshot::Sender<Re
     }
 }
 
-/// Connects from `src` to `target` and authenticates; the socket is ready for notifications.
-async fn open(system: System, src: SocketAddr, target: &str, token: &str, cursor: Option<&str>) -> Result<Ws, String> {
+/// Connects from `src` to `target` and authenticates; returns the socket, ready for
+/// notifications, and the `welcome` cursor.
+async fn open(
+    system: System,
+    src: SocketAddr,
+    target: &str,
+    token: &str,
+    cursor: Option<&str>,
+) -> Result<(Ws, Option<String>), String> {
     let addr: SocketAddr = target.parse().map_err(|e| format!("{target}: {e}"))?;
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket.bind(src).map_err(|e| format!("bind {src}: {e}"))?;
@@ -157,7 +182,7 @@ async fn open(system: System, src: SocketAddr, target: &str, token: &str, cursor
         while let Some(msg) = ws.next().await {
             let Message::Text(text) = msg.map_err(|e| format!("handshake: {e}"))? else { continue };
             match system.parse(&text) {
-                Incoming::Welcome => return Ok(()),
+                Incoming::Welcome { cursor } => return Ok(cursor),
                 Incoming::Open => {
                     ws.send(Message::text(System::socketio_connect(token))).await.map_err(|e| format!("auth: {e}"))?
                 }
@@ -167,14 +192,15 @@ async fn open(system: System, src: SocketAddr, target: &str, token: &str, cursor
         }
         Err("closed during the handshake".to_owned())
     };
-    timeout(STEP_TIMEOUT, welcome).await.map_err(|_| "no welcome in time".to_owned())??;
-    Ok(ws)
+    let welcome_cursor = timeout(STEP_TIMEOUT, welcome).await.map_err(|_| "no welcome in time".to_owned())??;
+    Ok((ws, welcome_cursor))
 }
 
-/// Reads until the socket closes, recording notifications and answering engine.io pings.
+/// Reads until the socket closes, recording notifications and answering engine.io pings;
+/// `replaying`: this connection resumed from a cursor, and its replay ends at `replayed`.
 async fn read(shared: &Shared, local: u64, mut ws: Ws, cursor: &mut Option<String>, replaying: bool) {
     let system = shared.spec.system;
-    let mut awaiting_replay = replaying && system == System::Herald && cursor.is_some();
+    let mut awaiting_replay = replaying;
     while let Some(Ok(msg)) = ws.next().await {
         let text = match msg {
             Message::Text(text) => text,
@@ -191,6 +217,11 @@ async fn read(shared: &Shared, local: u64, mut ws: Ws, cursor: &mut Option<Strin
             Incoming::Replayed if awaiting_replay => {
                 awaiting_replay = false;
                 shared.mark_replayed();
+            }
+            // Live delivery goes on after a reset, but the replay is incomplete for good.
+            Incoming::Reset => {
+                awaiting_replay = false;
+                shared.resets.fetch_add(1, Ordering::Relaxed);
             }
             Incoming::Ping if ws.send(Message::text("3")).await.is_err() => break,
             Incoming::Refused(_) => break,

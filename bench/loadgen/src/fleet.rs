@@ -165,8 +165,10 @@ impl Fleet {
         Ok(c)
     }
 
-    pub async fn account(&mut self, phase: u32, expected: Expected) -> anyhow::Result<PhaseTotals> {
-        self.send(&Command::Account { phase, expected }).await?;
+    /// Phase `phase` counted by every worker against what was acknowledged (`unacked`: the
+    /// plan's indexes that JetStream never acknowledged).
+    pub async fn account(&mut self, phase: u32, expected: Expected, unacked: &[u64]) -> anyhow::Result<PhaseTotals> {
+        self.send(&Command::Account { phase, expected, unacked: unacked.to_vec() }).await?;
         let mut t = PhaseTotals { report: PhaseReport::default(), hist: new_histogram() };
         for i in 0..self.workers.len() {
             let Event::Account(r) = self.next_reply(i, Duration::from_secs(60)).await? else {
@@ -190,14 +192,20 @@ impl Fleet {
     }
 
     /// Polls the phase's account until everything expected arrived or `within` passes.
-    pub async fn settle(&mut self, phase: u32, expected: Expected, within: Duration) -> anyhow::Result<PhaseTotals> {
+    pub async fn settle(
+        &mut self,
+        phase: u32,
+        expected: Expected,
+        unacked: &[u64],
+        within: Duration,
+    ) -> anyhow::Result<PhaseTotals> {
         let deadline = Instant::now() + within;
         loop {
-            let t = self.account(phase, expected).await?;
+            let t = self.account(phase, expected, unacked).await?;
             if t.report.received >= t.report.expected || Instant::now() >= deadline {
                 // Late copies show up as duplicates only if we look a little later.
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                return self.account(phase, expected).await;
+                return self.account(phase, expected, unacked).await;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -214,6 +222,8 @@ impl Fleet {
             s.drops += r.drops;
             s.back += r.back;
             s.replayed += r.replayed;
+            s.without_cursor += r.without_cursor;
+            s.resets += r.resets;
             s.last_back_us = s.last_back_us.max(r.last_back_us);
             s.last_replayed_us = s.last_replayed_us.max(r.last_replayed_us);
         }

@@ -15,14 +15,19 @@ pub enum Incoming {
         stamp: Stamp,
         cursor: Option<String>,
     },
-    /// Herald `welcome` or the socket.io `CONNECT` ack: authenticated.
-    Welcome,
+    /// Herald `welcome` (with the cursor where delivery on this connection starts, which a
+    /// client that has received nothing yet resumes from) or the socket.io `CONNECT` ack.
+    Welcome {
+        cursor: Option<String>,
+    },
     /// Herald `replayed`: everything missed since the `hello` cursor has been sent.
     Replayed,
     /// engine.io `open` (the first packet; the client answers with the socket.io `CONNECT`).
     Open,
     /// engine.io ping: the client must answer `3`.
     Ping,
+    /// Herald `reset`: the `hello` cursor is too old or unknown; what was missed is not replayed.
+    Reset,
     /// Refused or failed: an `error` frame or a socket.io `CONNECT_ERROR`.
     Refused(String),
     Other,
@@ -66,7 +71,6 @@ struct HeraldFrame {
     cursor: Option<String>,
     notification: Option<HeraldNotification>,
     code: Option<String>,
-    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,10 +91,10 @@ fn parse_herald(text: &str) -> Incoming {
             Some(stamp) => Incoming::Notification { stamp, cursor: frame.cursor },
             None => Incoming::Other,
         },
-        "welcome" => Incoming::Welcome,
+        "welcome" => Incoming::Welcome { cursor: frame.cursor },
         "replayed" => Incoming::Replayed,
         "error" => Incoming::Refused(frame.code.unwrap_or_default()),
-        "reset" => Incoming::Refused(format!("reset: {}", frame.reason.unwrap_or_default())),
+        "reset" => Incoming::Reset,
         _ => Incoming::Other,
     }
 }
@@ -100,7 +104,7 @@ fn parse_socketio(text: &str) -> Incoming {
     match text.as_bytes() {
         [b'0', ..] => Incoming::Open,
         [b'2', ..] => Incoming::Ping,
-        [b'4', b'0', ..] => Incoming::Welcome,
+        [b'4', b'0', ..] => Incoming::Welcome { cursor: None },
         [b'4', b'4', ..] => Incoming::Refused(text[2..].to_owned()),
         [b'4', b'2', ..] => {
             let Ok(Value::Array(mut parts)) = serde_json::from_str::<Value>(&text[2..]) else {
@@ -131,7 +135,10 @@ mod tests {
         let s = r#"42["notification",{"id":"a","data":{"sent_us":5,"p":1,"seq":3}}]"#;
         assert!(matches!(System::SocketIo.parse(s), Incoming::Notification { stamp: Stamp { seq: 3, .. }, .. }));
         assert!(matches!(System::SocketIo.parse("2"), Incoming::Ping));
-        assert!(matches!(System::SocketIo.parse(r#"40{"sid":"x"}"#), Incoming::Welcome));
+        assert!(matches!(System::SocketIo.parse(r#"40{"sid":"x"}"#), Incoming::Welcome { cursor: None }));
+        let w = r#"{"type":"welcome","user":"u1","session":"s","expires_at":1,"cursor":"42"}"#;
+        assert!(matches!(System::Herald.parse(w), Incoming::Welcome { cursor: Some(c) } if c == "42"));
+        assert!(matches!(System::Herald.parse(r#"{"type":"reset","reason":"gone"}"#), Incoming::Reset));
         assert!(matches!(System::SocketIo.parse(r#"44{"message":"unauthorized"}"#), Incoming::Refused(_)));
     }
 }

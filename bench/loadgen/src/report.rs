@@ -27,8 +27,9 @@ fn rows(r: &Results) -> Vec<Row> {
         seen.push(rate);
         let at = move |s: &SystemResults| s.latency.iter().find(|l| l.rate == rate).cloned();
         type Pick = fn(&crate::results::Rate) -> f64;
-        let picks: [(&str, Pick); 6] = [
+        let picks: [(&str, Pick); 7] = [
             ("p50 ms", |l| l.latency.p50_ms),
+            ("p90 ms", |l| l.latency.p90_ms),
             ("p99 ms", |l| l.latency.p99_ms),
             ("p99.9 ms", |l| l.latency.p999_ms),
             ("max ms", |l| l.latency.max_ms),
@@ -48,6 +49,12 @@ fn rows(r: &Results) -> Vec<Row> {
     add(&mut rows, "fanout: lost", |s| {
         s.fanout.as_ref().map(|f| f.notifications.iter().map(|n| n.loss.lost).sum::<u64>() as f64)
     });
+    add(&mut rows, "fanout: duplicated", |s| {
+        s.fanout.as_ref().map(|f| f.notifications.iter().map(|n| n.loss.duplicated).sum::<u64>() as f64)
+    });
+    add(&mut rows, "fanout: one-user notification after it, ms", |s| {
+        s.fanout.as_ref().and_then(|f| median(f.notifications.iter().filter_map(|n| n.probe_ms).collect()))
+    });
     add(&mut rows, "storm: clients cut", |s| s.storm.as_ref().map(|t| t.clients as f64));
     add(&mut rows, "storm: all back ms", |s| s.storm.as_ref().and_then(|t| t.all_back_ms));
     add(&mut rows, "storm: all replayed ms", |s| s.storm.as_ref().and_then(|t| t.all_replayed_ms));
@@ -55,6 +62,103 @@ fn rows(r: &Results) -> Vec<Row> {
     add(&mut rows, "storm: duplicated", |s| s.storm.as_ref().map(|t| t.loss.duplicated as f64));
     add(&mut rows, "storm: p99 ms", |s| s.storm.as_ref().map(|t| t.latency.p99_ms));
     rows
+}
+
+/// Herald's pipeline figures (issue 8), each with lost and duplicated beside it.
+pub fn pipeline(r: &Results) -> String {
+    use crate::opsmetrics::show;
+    let mut out = String::new();
+    let Some(h) = r.of(System::Herald) else { return out };
+    let loss = |l: &crate::results::Loss| format!("lost {} / dup {}", l.lost, l.duplicated);
+    let _ = writeln!(out, "Herald pipeline:");
+    for l in &h.latency {
+        let _ = writeln!(
+            out,
+            "  latency @{}/s, {} users, {} notifications: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms; {}",
+            l.rate,
+            l.users,
+            l.sent.count,
+            l.latency.p50_ms,
+            l.latency.p90_ms,
+            l.latency.p99_ms,
+            l.latency.p999_ms,
+            l.latency.max_ms,
+            loss(&l.loss)
+        );
+        if let Some(p) = &l.pipeline {
+            pipeline_lines(&mut out, p);
+        }
+    }
+    if let Some(m) = &h.maxrate {
+        let _ = writeln!(
+            out,
+            "  max sustained rate with p99 <= {} ms: {}",
+            m.p99_bound_ms,
+            m.sustained.map_or("none".into(), |v| format!("{v:.0}/s"))
+        );
+        for s in &m.steps {
+            let _ = writeln!(
+                out,
+                "    step {:>6.0}/s: p50 {:.2}  p99 {:.2}  max {:.2} ms; {}",
+                s.rate,
+                s.latency.p50_ms,
+                s.latency.p99_ms,
+                s.latency.max_ms,
+                loss(&s.loss)
+            );
+        }
+    }
+    if let Some(t) = &h.throughput {
+        let _ = writeln!(
+            out,
+            "  throughput, {} runner(s): {} recipients: stored+published {} /s ({} s), pushed {:.0} /s ({:.2} s); {}",
+            t.runners,
+            t.pipeline.acked,
+            show(t.stored_and_published_per_sec, 0),
+            show(t.acked_secs, 2),
+            t.pushed_per_sec,
+            t.pushed_secs,
+            loss(&t.loss)
+        );
+        pipeline_lines(&mut out, &t.pipeline);
+    }
+    if let Some(f) = &h.fanout {
+        for (i, n) in f.notifications.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  team of {} #{i}: every member pushed {:.0} ms, all stored {} ms ({} items); {}; one-user notification right after: {} ms, {}",
+                f.members,
+                n.last_delivery_ms,
+                show(n.all_stored_ms, 0),
+                n.stored.map_or("n/a".into(), |v| v.to_string()),
+                loss(&n.loss),
+                show(n.probe_ms, 1),
+                loss(&n.probe_loss)
+            );
+        }
+    }
+    out
+}
+
+fn pipeline_lines(out: &mut String, p: &crate::results::Pipeline) {
+    use crate::opsmetrics::show;
+    let _ = writeln!(
+        out,
+        "    stored {} of {} acknowledged; DynamoDB writes per recipient {}",
+        p.stored.map_or("n/a".into(), |v| v.to_string()),
+        p.acked,
+        show(p.writes_per_recipient, 2)
+    );
+    for s in &p.stages {
+        let _ = writeln!(
+            out,
+            "    {:<40} p50 {:>8}  p99 {:>8}  mean {:>8} ms",
+            s.what,
+            show(s.p50_ms, 2),
+            show(s.p99_ms, 2),
+            show(s.mean_ms, 2)
+        );
+    }
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -91,7 +195,7 @@ pub fn table(r: &Results) -> String {
     out
 }
 
-/// Herald against the goals of issue 5.
+/// Herald against the goals (issues 5 and 8).
 pub fn goals(r: &Results) -> String {
     let mut out = String::new();
     let Some(h) = r.of(System::Herald) else { return out };
@@ -120,6 +224,28 @@ pub fn goals(r: &Results) -> String {
         |v| v >= 5000.0,
         "/s",
     );
+    line("max rate with p99 <= 50 ms (reported)", h.maxrate.as_ref().and_then(|m| m.sustained), |_| true, "/s");
+    line(
+        "recipient deliveries/s through the runners >= 5,000",
+        h.throughput.as_ref().and_then(|t| t.stored_and_published_per_sec),
+        |v| v >= 5000.0,
+        "/s",
+    );
+    let first = h.fanout.as_ref().and_then(|f| f.notifications.first());
+    line("team: every connected member pushed <= 1 s", first.map(|n| n.last_delivery_ms / 1000.0), |v| v <= 1.0, "s");
+    line(
+        "team: every member stored <= 3 s",
+        first.and_then(|n| n.all_stored_ms.map(|v| v / 1000.0)),
+        |v| v <= 3.0,
+        "s",
+    );
+    line("one-user notification after a team <= 50 ms", first.and_then(|n| n.probe_ms), |v| v <= 50.0, "ms");
+    let writes = h
+        .throughput
+        .as_ref()
+        .and_then(|t| t.pipeline.writes_per_recipient)
+        .or_else(|| h.latency.iter().find_map(|l| l.pipeline.as_ref()?.writes_per_recipient));
+    line("DynamoDB write requests per recipient <= 1", writes, |v| v <= 1.0, "");
     let storm_label = format!(
         "{}-client reconnect storm replayed <= 5 s",
         h.storm.as_ref().map_or("15,000".into(), |s| s.clients.to_string())
@@ -143,11 +269,33 @@ pub fn failures(r: &Results) -> Vec<String> {
         {
             f.push(format!("{who} idle: {} connections failed or dropped", i.failed));
         }
-        for l in &s.latency {
+        let steps = s.maxrate.iter().flat_map(|m| m.steps.iter().map(|r| ("maxrate step", r)));
+        for (what, l) in s.latency.iter().map(|r| ("latency", r)).chain(steps) {
             if l.loss.lost + l.loss.duplicated + l.sent.failed > 0 {
                 f.push(format!(
-                    "{who} latency @{}/s: lost {}, duplicated {}, publish failures {}",
+                    "{who} {what} @{}/s: lost {}, duplicated {}, publish failures {}",
                     l.rate, l.loss.lost, l.loss.duplicated, l.sent.failed
+                ));
+            }
+            if let Some(p) = &l.pipeline
+                && p.stored.is_some_and(|n| n != p.acked)
+            {
+                f.push(format!("{who} {what} @{}/s: {:?} items stored of {} acknowledged", l.rate, p.stored, p.acked));
+            }
+        }
+        if let Some(t) = &s.throughput {
+            if t.loss.lost + t.loss.duplicated + t.sent.failed > 0 {
+                f.push(format!(
+                    "{who} throughput: lost {}, duplicated {}, publish failures {}",
+                    t.loss.lost, t.loss.duplicated, t.sent.failed
+                ));
+            }
+            if t.pipeline.stored != Some(t.pipeline.acked) || t.acked_secs.is_none() {
+                f.push(format!(
+                    "{who} throughput: {:?} items stored of {} acknowledged; runners done: {}",
+                    t.pipeline.stored,
+                    t.pipeline.acked,
+                    t.acked_secs.is_some()
                 ));
             }
         }
@@ -156,10 +304,35 @@ pub fn failures(r: &Results) -> Vec<String> {
             if lost + dup > 0 {
                 f.push(format!("{who} fanout: lost {lost}, duplicated {dup}"));
             }
+            for (i, n) in fo.notifications.iter().enumerate() {
+                if n.probe_loss.lost + n.probe_loss.duplicated > 0 {
+                    f.push(format!(
+                        "{who} fanout #{i}: the one-user notification: lost {}, duplicated {}",
+                        n.probe_loss.lost, n.probe_loss.duplicated
+                    ));
+                }
+                if n.stored.is_some_and(|v| v != fo.members) || n.all_stored_ms.is_none() {
+                    f.push(format!(
+                        "{who} fanout #{i}: {:?} of {} members' items stored; runners done: {}",
+                        n.stored,
+                        fo.members,
+                        n.all_stored_ms.is_some()
+                    ));
+                }
+            }
         }
         if let Some(st) = &s.storm {
-            if st.loss.lost + st.loss.duplicated > 0 {
-                f.push(format!("{who} storm: lost {}, duplicated {}", st.loss.lost, st.loss.duplicated));
+            if st.loss.lost + st.loss.duplicated + st.warmup.lost + st.warmup.duplicated > 0 {
+                f.push(format!(
+                    "{who} storm: lost {}, duplicated {} (warm-up: lost {}, duplicated {})",
+                    st.loss.lost, st.loss.duplicated, st.warmup.lost, st.warmup.duplicated
+                ));
+            }
+            if st.without_cursor + st.resets > 0 {
+                f.push(format!(
+                    "{who} storm: {} reconnections without a cursor, {} resets",
+                    st.without_cursor, st.resets
+                ));
             }
             if st.all_replayed_ms.is_none() {
                 f.push(format!("{who} storm: only {} of {} clients replayed", st.replayed, st.clients));

@@ -4,6 +4,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::opsmetrics::Stage;
 use crate::publish::Sent;
 use crate::wire::{PhaseReport, System};
 
@@ -94,6 +95,45 @@ pub struct Rate {
     pub latency: Latency,
     /// Sockets dropped during the phase (a slow client is closed with 4029 and comes back).
     pub drops: u64,
+    /// Herald: what the runners and gateways said about the phase on `/metrics`.
+    pub pipeline: Option<Pipeline>,
+}
+
+/// Herald's own account of a phase: what it stored, what it cost, where the time went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// Inbox items of the phase in the store at its end, against the acknowledged publishes.
+    pub stored: Option<u64>,
+    pub acked: u64,
+    /// DynamoDB write requests per recipient (None: not exported).
+    pub writes_per_recipient: Option<f64>,
+    pub stages: Vec<Stage>,
+}
+
+/// The max-rate search: every step, and the highest rate that held the bound.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MaxRate {
+    pub p99_bound_ms: f64,
+    pub steps: Vec<Rate>,
+    /// The highest step rate with p99 within the bound and nothing lost or duplicated (None:
+    /// not even the first).
+    pub sustained: Option<f64>,
+}
+
+/// Recipient deliveries per second: a burst of one-recipient notifications through the runners.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Throughput {
+    pub runners: usize,
+    pub users: u64,
+    pub sent: Sent,
+    pub loss: Loss,
+    /// From the first publish to the runners acknowledging the last request (stored and
+    /// published for every recipient), and to the last delivery on a socket.
+    pub acked_secs: Option<f64>,
+    pub pushed_secs: f64,
+    pub stored_and_published_per_sec: Option<f64>,
+    pub pushed_per_sec: f64,
+    pub pipeline: Pipeline,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -102,6 +142,15 @@ pub struct FanoutOne {
     pub first_delivery_ms: f64,
     pub last_delivery_ms: f64,
     pub deliveries_per_sec: f64,
+    /// Herald: from the publish until the runners acknowledged the team request, i.e. every
+    /// member's copy stored (None: not within the drain time).
+    pub all_stored_ms: Option<f64>,
+    /// Herald: the team's items in the store at the end.
+    pub stored: Option<u64>,
+    /// A one-recipient notification published right after the team one (to a connected user
+    /// outside the team): its publish→socket latency, and whether it arrived once.
+    pub probe_ms: Option<f64>,
+    pub probe_loss: Loss,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -120,9 +169,17 @@ pub struct Storm {
     /// Reconnections that reached welcome, and replays finished, after the cut.
     pub back: u64,
     pub replayed: u64,
+    /// Herald reconnections without a cursor, and `reset` frames (each means a lost replay).
+    #[serde(default)]
+    pub without_cursor: u64,
+    #[serde(default)]
+    pub resets: u64,
     /// From the kill to the last client back / the last replay finished (None: not all).
     pub all_back_ms: Option<f64>,
     pub all_replayed_ms: Option<f64>,
+    /// The warm-up notification each client gets before the cut.
+    #[serde(default)]
+    pub warmup: Loss,
     pub loss: Loss,
     pub latency: Latency,
 }
@@ -132,6 +189,8 @@ pub struct SystemResults {
     pub system: System,
     pub idle: Option<Idle>,
     pub latency: Vec<Rate>,
+    pub maxrate: Option<MaxRate>,
+    pub throughput: Option<Throughput>,
     pub fanout: Option<Fanout>,
     pub storm: Option<Storm>,
     /// Scenarios that failed to run, with why.
@@ -140,7 +199,16 @@ pub struct SystemResults {
 
 impl SystemResults {
     pub fn new(system: System) -> Self {
-        SystemResults { system, idle: None, latency: Vec::new(), fanout: None, storm: None, errors: Vec::new() }
+        SystemResults {
+            system,
+            idle: None,
+            latency: Vec::new(),
+            maxrate: None,
+            throughput: None,
+            fanout: None,
+            storm: None,
+            errors: Vec::new(),
+        }
     }
 }
 
@@ -150,6 +218,15 @@ pub struct Machine {
     pub cores: usize,
     pub mem_gib: f64,
     pub kernel: String,
+    /// /proc/loadavg (1, 5, 15 min) when the run started and when it ended: other work on the
+    /// box shows here.
+    #[serde(default)]
+    pub load_start: Vec<f64>,
+    #[serde(default)]
+    pub load_end: Vec<f64>,
+    /// The highest 1-minute load average sampled (every 5 s) during the run.
+    #[serde(default)]
+    pub load_max_1m: f64,
 }
 
 impl Machine {
@@ -169,7 +246,29 @@ impl Machine {
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             mem_gib: mem_kib / 1024.0 / 1024.0,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            load_start: loadavg(),
+            load_end: Vec::new(),
+            load_max_1m: 0.0,
         }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+impl Machine {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} cores ({}), {:.0} GiB, Linux {}; load average at start {:?}, at end {:?}",
+            self.cores, self.cpu, self.mem_gib, self.kernel, self.load_start, self.load_end
+        )
     }
 }
 

@@ -1,5 +1,5 @@
 //! The systems under test, started on loopback for one bench run and stopped on drop: Herald
-//! (nats-server, dynalite, the functions runner and gateway processes, all release binaries)
+//! (nats-server, the local DynamoDB server, the functions runner and gateway processes, all release binaries)
 //! and the Socket.IO baseline (redis-server, Node gateways and a Node publisher).
 
 use std::path::PathBuf;
@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use herald_core::config::DynamoConfig;
 use herald_functions::dynamo::{self, DynamoInbox};
-use herald_tests::servers::{free_port, repo_root};
-use herald_tests::stack::http_get;
-use herald_tests::{Dynalite, NatsServer};
+use herald_servers::{LocalDynamo, NatsServer, free_port, http_get, repo_root};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use crate::inbox::InboxCount;
 use crate::publish::Publisher;
 use crate::wire::System;
 
@@ -27,6 +26,8 @@ pub struct SutConfig {
     pub audience: String,
     /// Socket.IO: users `u0 .. u<size>` share the fan-out team's room.
     pub big_team_size: u64,
+    /// Herald: functions runner processes sharing the deliver consumer.
+    pub runners: usize,
 }
 
 /// One server process of ours.
@@ -48,18 +49,61 @@ impl Server {
 
 #[allow(dead_code)] // the guards are kept only to be dropped (which stops them)
 enum Guards {
-    Herald { nats: NatsServer, dynalite: Dynalite, runner: Child },
-    SocketIo { redis: Child, publisher: Child },
+    Herald { nats: NatsServer, dynamo: LocalDynamo, runners: Vec<Child> },
+    SocketIo { redis: Box<Child>, publisher: Box<Child> },
 }
 
 pub struct Sut {
     pub system: System,
     pub gateways: Vec<Server>,
     pub publisher: Publisher,
-    /// Herald's team memberships live in DynamoDB.
-    pub inbox: Option<DynamoInbox>,
+    /// Herald only: what the bench reads from and writes to the system directly.
+    pub herald: Option<HeraldParts>,
     _guards: Guards,
 }
+
+/// Herald's parts the scenarios look into.
+pub struct HeraldParts {
+    /// Team memberships live in DynamoDB.
+    pub inbox: DynamoInbox,
+    /// Counts what was stored.
+    pub stored: InboxCount,
+    /// The runners' operations addresses (`/metrics`).
+    pub runner_ops: Vec<String>,
+    /// Where the runners' progress is read (the deliver consumer's ack floor).
+    pub js: async_nats::jetstream::Context,
+}
+
+impl HeraldParts {
+    /// Every runner's and gateway's operations address.
+    pub fn ops(&self, gateways: &[Server]) -> Vec<String> {
+        self.runner_ops.iter().cloned().chain(gateways.iter().map(|g| g.addr.clone())).collect()
+    }
+
+    /// Waits until the runners have acknowledged every `HERALD_IN` request up to `sequence`
+    /// (so each was stored and published for every recipient); false after `within`.
+    pub async fn acked_through(&self, sequence: u64, within: Duration) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + within;
+        let stream = self.js.get_stream(herald_core::subject::IN_STREAM).await?;
+        loop {
+            let mut consumer = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(DELIVER_CONSUMER)
+                .await
+                .map_err(|e| anyhow::anyhow!("the deliver consumer: {e}"))?;
+            let info = consumer.info().await.map_err(|e| anyhow::anyhow!("consumer info: {e}"))?;
+            if info.ack_floor.stream_sequence >= sequence {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The runner's durable consumer on `HERALD_IN` (`HERALD_DELIVER_CONSUMER`'s default).
+const DELIVER_CONSUMER: &str = "deliver";
 
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::current_exe()?.parent().context("the binary's folder")?.join(name);
@@ -116,24 +160,29 @@ impl Sut {
 
     async fn herald(cfg: &SutConfig) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
-        let dynalite = Dynalite::start()?;
+        let dynamo = LocalDynamo::start()?;
         let common = [
             ("HERALD_NATS_URL", nats.url()),
-            ("HERALD_DYNAMODB_ENDPOINT", dynalite.endpoint()),
+            ("HERALD_DYNAMODB_ENDPOINT", dynamo.endpoint()),
             ("HERALD_JWT_SECRET", cfg.secret.clone()),
             ("HERALD_JWT_AUDIENCE", cfg.audience.clone()),
             ("HERALD_LOG", std::env::var("HERALD_BENCH_LOG").unwrap_or_else(|_| "warn".into())),
         ];
-        let ops = format!("127.0.0.1:{}", free_port());
-        let runner = Command::new(bin("herald-functions")?)
-            .envs(common.iter().cloned())
-            .env("HERALD_FUNCTIONS_LISTEN", &ops)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting herald-functions")?;
-        wait_ready(&ops, "herald-functions").await?;
+        let (mut runners, mut runner_ops) = (Vec::new(), Vec::new());
+        for _ in 0..cfg.runners.max(1) {
+            let ops = format!("127.0.0.1:{}", free_port());
+            let runner = Command::new(bin("herald-functions")?)
+                .envs(common.iter().cloned())
+                .env("HERALD_FUNCTIONS_LISTEN", &ops)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting herald-functions")?;
+            wait_ready(&ops, "herald-functions").await?;
+            runners.push(runner);
+            runner_ops.push(ops);
+        }
         let mut gateways = Vec::new();
         for _ in 0..cfg.gateways {
             let addr = format!("127.0.0.1:{}", free_port());
@@ -158,17 +207,23 @@ impl Sut {
         }
         let publisher = Publisher::herald(&nats.url()).await?;
         let dyn_config = DynamoConfig {
-            endpoint: Some(dynalite.endpoint()),
+            endpoint: Some(dynamo.endpoint()),
             region: "us-east-1".into(),
             table_prefix: "herald_".into(),
         };
-        let inbox = DynamoInbox::new(dynamo::client(&dyn_config).await, &dyn_config);
+        let client = dynamo::client(&dyn_config).await;
+        let herald = HeraldParts {
+            inbox: DynamoInbox::new(client.clone(), &dyn_config),
+            stored: InboxCount::new(client, &dyn_config.table_prefix).await?,
+            runner_ops,
+            js: async_nats::jetstream::new(async_nats::connect(nats.url()).await?),
+        };
         Ok(Sut {
             system: System::Herald,
             gateways,
             publisher,
-            inbox: Some(inbox),
-            _guards: Guards::Herald { nats, dynalite, runner },
+            herald: Some(herald),
+            _guards: Guards::Herald { nats, dynamo, runners },
         })
     }
 
@@ -214,8 +269,8 @@ impl Sut {
             system: System::SocketIo,
             gateways,
             publisher: Publisher::socketio(&redis_addr).await?,
-            inbox: None,
-            _guards: Guards::SocketIo { redis, publisher },
+            herald: None,
+            _guards: Guards::SocketIo { redis: Box::new(redis), publisher: Box::new(publisher) },
         })
     }
 }

@@ -124,17 +124,21 @@ impl Tally {
         l.last_us = l.last_us.max(now_us);
     }
 
-    /// Phase `p` counted against what each user should have.
-    pub fn account(&self, p: u32, expected: Expected) -> PhaseReport {
+    /// Phase `p` counted against what each user should have: every notification of the plan
+    /// that JetStream acknowledged (those in `unacked` are not owed, though they may arrive).
+    pub fn account(&self, p: u32, expected: Expected, unacked: &[u64]) -> PhaseReport {
         let mut r = PhaseReport::default();
         for (i, user) in self.users.iter().enumerate() {
-            let n = expected.for_user(self.first_user + i as u64);
+            let g = self.first_user + i as u64;
+            let n = expected.for_user(g);
+            let skip = if n > 0 { expected.unacked_for(g, unacked) } else { Vec::new() };
             let mut log = user.lock().expect("tally lock");
             let phase = log.phase(p);
-            let got = (0..n).filter(|&s| phase.has(s)).count() as u64;
-            r.expected += n;
+            let owed: Vec<u64> = (0..n).filter(|s| !skip.contains(s)).collect();
+            let got = owed.iter().filter(|&&s| phase.has(s)).count() as u64;
+            r.expected += owed.len() as u64;
             r.received += got;
-            r.lost += n - got;
+            r.lost += owed.len() as u64 - got;
             r.duplicated += phase.duplicated;
             r.out_of_order += phase.out_of_order;
         }
@@ -167,9 +171,23 @@ mod tests {
             t.record(0, stamp(1, s), 5);
         }
         t.record(1, stamp(1, 0), 5);
-        let r = t.account(1, Expected::Team { count: 3, members: 100 });
+        let r = t.account(1, Expected::Team { count: 3, members: 100 }, &[]);
         assert_eq!((r.expected, r.received, r.lost, r.duplicated, r.out_of_order), (6, 4, 2, 1, 1));
         assert_eq!(decode(&r.histogram).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn what_was_never_acknowledged_is_not_owed() {
+        let t = Tally::new(0, 3);
+        // Seven notifications round-robin over three users; k = 4 (user 1, seq 1) was never
+        // acknowledged and did not arrive; k = 5 (user 2, seq 1) was not acknowledged but arrived.
+        for k in [0u64, 1, 2, 3, 5, 6] {
+            t.record((k % 3) as usize, stamp(2, k / 3), 5);
+        }
+        let r = t.account(2, Expected::Direct { count: 7, users: 3 }, &[4, 5]);
+        assert_eq!((r.expected, r.received, r.lost, r.duplicated), (5, 5, 0, 0));
+        let r = t.account(2, Expected::Direct { count: 7, users: 3 }, &[]);
+        assert_eq!((r.expected, r.received, r.lost), (7, 6, 1));
     }
 
     #[test]

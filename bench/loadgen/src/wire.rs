@@ -51,6 +51,8 @@ pub enum Expected {
     Direct { count: u64, users: u64 },
     /// `count` notifications, sequences `0..count`, went to every user below `members`.
     Team { count: u64, members: u64 },
+    /// `count` notifications, sequences `0..count`, went to user `user` alone.
+    One { count: u64, user: u64 },
 }
 
 impl Expected {
@@ -66,6 +68,23 @@ impl Expected {
                     0
                 }
             }
+            Expected::One { count, user } => {
+                if g == user {
+                    count
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// User `g`'s sequences among `unacked` (the plan's indexes `k` that JetStream never
+    /// acknowledged): the receiver is not owed them.
+    pub fn unacked_for(self, g: u64, unacked: &[u64]) -> Vec<u64> {
+        match self {
+            Expected::Direct { users, .. } => unacked.iter().filter(|&&k| k % users == g).map(|k| k / users).collect(),
+            Expected::Team { .. } | Expected::One { .. } if self.for_user(g) > 0 => unacked.to_vec(),
+            _ => Vec::new(),
         }
     }
 }
@@ -74,8 +93,14 @@ impl Expected {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Command {
-    /// Count one phase against what was sent.
-    Account { phase: u32, expected: Expected },
+    /// Count one phase against what was sent and acknowledged (`unacked`: the plan's indexes
+    /// whose publish JetStream never acknowledged).
+    Account {
+        phase: u32,
+        expected: Expected,
+        #[serde(default)]
+        unacked: Vec<u64>,
+    },
     /// Connection and reconnection state.
     Status,
     /// Close every socket and exit.
@@ -130,6 +155,10 @@ pub struct StatusReport {
     pub back: u64,
     /// Reconnections whose replay finished (`replayed`; for Socket.IO, the same as `back`).
     pub replayed: u64,
+    /// Herald reconnections that had no cursor to resume from (the client lost its place:
+    /// what was sent while it was away cannot be replayed), and `reset` frames received.
+    pub without_cursor: u64,
+    pub resets: u64,
     pub last_back_us: u64,
     pub last_replayed_us: u64,
 }
@@ -137,7 +166,8 @@ pub struct StatusReport {
 /// The payload every bench notification carries in its `data`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Stamp {
-    /// Unix µs just before the publish call.
+    /// Unix µs at which the open-loop schedule meant it to leave (not when the publish call
+    /// actually started: a publisher that falls behind must not hide its lag from the latency).
     pub sent_us: u64,
     /// The phase and the per-recipient sequence within it.
     pub p: u32,

@@ -67,7 +67,9 @@ pub async fn run() -> anyhow::Result<()> {
     // Until Stop or the orchestrator goes away (stdin closes): exiting closes every socket.
     while let Some(line) = lines.next_line().await? {
         match serde_json::from_str::<Command>(&line).context("parsing a command")? {
-            Command::Account { phase, expected } => emit(&Event::Account(shared.tally.account(phase, expected))),
+            Command::Account { phase, expected, unacked } => {
+                emit(&Event::Account(shared.tally.account(phase, expected, &unacked)))
+            }
             Command::Status => emit(&Event::Status(shared.status())),
             Command::Stop => break,
         }

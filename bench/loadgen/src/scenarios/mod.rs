@@ -1,10 +1,13 @@
 //! The bench scenarios, each run against one started system: idle connections, latency under
-//! load, team fan-out, and a reconnect storm.
+//! load, the max-rate search and runner throughput (Herald only), team fan-out, and a reconnect
+//! storm.
 
 pub mod fanout;
 pub mod idle;
 pub mod latency;
+pub mod maxrate;
 pub mod storm;
+pub mod throughput;
 
 use crate::config::BenchConfig;
 use crate::fleet::Layout;

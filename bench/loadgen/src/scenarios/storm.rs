@@ -2,8 +2,9 @@
 //! notifications keep flowing to them; they come back on the other gateway (Herald: with their
 //! cursors). Measures the time until all are back and have replayed, and every loss and copy.
 //!
-//! A warm-up first gives every client one notification, so each holds a cursor before the cut
-//! (a Herald client without one starts afresh, as a first connection does).
+//! A warm-up first gives every client one notification, so each resumes from a notification's
+//! cursor (a client that received nothing resumes from its `welcome` cursor). A Herald client
+//! that comes back without a cursor, or is answered by `reset`, never counts as replayed.
 
 use std::time::{Duration, Instant};
 
@@ -27,11 +28,19 @@ pub async fn run(cfg: &BenchConfig, sut: &mut Sut) -> anyhow::Result<Storm> {
     super::all_connected(&connected, "storm")?;
 
     let warm = Plan { phase: 40, audience: Audience::Users(clients), count: clients, rate: cfg.storm_rate.max(2000.0) };
-    sut.publisher.run(&warm).await?;
+    let warm_sent = sut.publisher.run(&warm).await?;
     let w = fleet
-        .settle(40, Expected::Direct { count: clients, users: clients }, Duration::from_secs_f64(cfg.drain_secs))
+        .settle(
+            40,
+            Expected::Direct { count: clients, users: clients },
+            &warm_sent.unacked,
+            Duration::from_secs_f64(cfg.drain_secs),
+        )
         .await?;
-    eprintln!("storm: warm-up delivered {}/{}", w.report.received, w.report.expected);
+    eprintln!(
+        "storm: warm-up delivered {}/{}, lost {} dup {}",
+        w.report.received, w.report.expected, w.report.lost, w.report.duplicated
+    );
 
     let count = (cfg.storm_rate * cfg.storm_secs).round() as u64;
     let plan = Plan { phase: 41, audience: Audience::Users(clients), count, rate: cfg.storm_rate };
@@ -58,8 +67,9 @@ pub async fn run(cfg: &BenchConfig, sut: &mut Sut) -> anyhow::Result<Storm> {
     };
     let (sent, watched) = tokio::join!(publisher.run(&plan), watch);
     let (sent, (status, all_back_ms, all_replayed_ms)) = (sent?, watched?);
-    let t =
-        fleet.settle(41, Expected::Direct { count, users: clients }, Duration::from_secs_f64(cfg.drain_secs)).await?;
+    let t = fleet
+        .settle(41, Expected::Direct { count, users: clients }, &sent.unacked, Duration::from_secs_f64(cfg.drain_secs))
+        .await?;
     fleet.stop().await;
     let storm = Storm {
         clients,
@@ -68,17 +78,22 @@ pub async fn run(cfg: &BenchConfig, sut: &mut Sut) -> anyhow::Result<Storm> {
         sent,
         back: status.back,
         replayed: status.replayed,
+        without_cursor: status.without_cursor,
+        resets: status.resets,
         all_back_ms,
         all_replayed_ms,
+        warmup: Loss::from(&w.report),
         loss: Loss::from(&t.report),
         latency: Latency::from_hist(&t.hist),
     };
     eprintln!(
-        "storm: {} back ({:?} ms), {} replayed ({:?} ms); lost {} dup {} ooo {}",
+        "storm: {} back ({:?} ms), {} replayed ({:?} ms), {} without a cursor, {} reset; lost {} dup {} ooo {}",
         storm.back,
         storm.all_back_ms.map(|v| v.round()),
         storm.replayed,
         storm.all_replayed_ms.map(|v| v.round()),
+        storm.without_cursor,
+        storm.resets,
         storm.loss.lost,
         storm.loss.duplicated,
         storm.loss.out_of_order

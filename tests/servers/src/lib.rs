@@ -1,5 +1,6 @@
 //! Real nats-server and DynamoDB-API server (dynoxide) processes on free loopback ports, killed
-//! on drop.
+//! on drop, and a bare HTTP GET for their neighbours' operations endpoints: what the integration
+//! tests (`herald-tests`) and the benchmarks (`bench/loadgen`) both start their servers with.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use anyhow::{Context, bail};
 
 /// The repository root (tools are installed under it by `scripts/test`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("tests/servers/ has a grandparent").to_path_buf()
 }
 
 /// A pinned tool: `var` if set, else `default` under the repository root; an error names what installs it.
@@ -194,9 +195,6 @@ pub struct LocalDynamo {
     dir: tempfile::TempDir,
 }
 
-/// The name the benchmarks still use (the local store was dynalite before).
-pub type Dynalite = LocalDynamo;
-
 impl LocalDynamo {
     pub fn start() -> anyhow::Result<Self> {
         let mut d = LocalDynamo { child: None, port: free_port(), dir: tempfile::tempdir()? };
@@ -232,5 +230,29 @@ impl LocalDynamo {
 impl Drop for LocalDynamo {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A bare HTTP/1.1 GET over loopback: status and body.
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("http:// URL")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).context("status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repo_root_is_the_workspace() {
+        let manifest = std::fs::read_to_string(super::repo_root().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"));
     }
 }

@@ -1,9 +1,10 @@
-//! `bench-idle`: holds N idle authenticated connections (each with its live subscription) on one
-//! gateway process and prints the gateway's RSS per connection, with a breakdown by stage.
+//! `herald-loadgen memory`: holds N idle authenticated connections (each with its live
+//! subscription) on one gateway process and prints the gateway's RSS per connection, with a
+//! breakdown by stage (the `idle` scenario measures whole fleets, without the breakdown).
 //!
 //! ```text
-//! cargo build --release -p herald-gateway -p herald-tests
-//! target/release/bench-idle [--connections 15000]
+//! cargo build --release -p herald-gateway -p herald-loadgen
+//! target/release/herald-loadgen memory [--connections 15000]
 //! ```
 //!
 //! The gateway runs as its own process (the release binary next to this one) so its RSS is its
@@ -20,25 +21,16 @@ use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt, stream};
 use herald_client::token;
 use herald_core::config::{StreamsConfig, Vars};
-use herald_tests::NatsServer;
-use herald_tests::servers::free_port;
+use herald_servers::{NatsServer, free_port, http_get};
 use tokio::net::TcpSocket;
+
+use crate::procstat::{cpu_secs, rss_bytes};
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "bench-idle-secret";
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
-}
-
-/// User + system CPU time of a process, in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+fn rss_kib(pid: u32) -> u64 {
+    rss_bytes(pid) / 1024
 }
 
 struct Gateway(Child);
@@ -50,14 +42,13 @@ impl Drop for Gateway {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut n: usize = 15_000;
-    let mut args = std::env::args().skip(1);
+    let mut args = args.iter();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--connections" => n = args.next().context("--connections N")?.parse()?,
-            _ => bail!("usage: bench-idle [--connections N]"),
+            _ => bail!("usage: herald-loadgen memory [--connections N]"),
         }
     }
     let nats = NatsServer::start()?;
@@ -84,13 +75,13 @@ async fn main() -> anyhow::Result<()> {
     let pid = gw.0.id();
     let url = format!("ws://127.0.0.1:{port}/v1/ws");
     for _ in 0..100 {
-        if herald_tests::stack::http_get(&format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.0 == 200) {
+        if http_get(&format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.0 == 200) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss0 = rss_kib(pid)?;
+    let rss0 = rss_kib(pid);
 
     // Stage 1: upgrade N sockets, spread over source addresses.
     let started = Instant::now();
@@ -125,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let upgrade_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss1 = rss_kib(pid)?;
+    let rss1 = rss_kib(pid);
 
     // Stage 2: authenticate every socket.
     let started = Instant::now();
@@ -144,14 +135,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let auth_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss2 = rss_kib(pid)?;
-    let cpu0 = cpu_ticks(pid)?;
+    let rss2 = rss_kib(pid);
+    let cpu0 = cpu_secs(pid);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let cpu_rest = (cpu_ticks(pid)? - cpu0) as f64 / 10.0; // ticks per second = % of one core
-    let rss3 = rss_kib(pid)?;
+    let cpu_rest = (cpu_secs(pid) - cpu0) / 10.0 * 100.0;
+    let rss3 = rss_kib(pid);
 
     let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 1024.0 / n as f64;
-    println!("bench-idle: {n} idle authenticated connections on one gateway process (pid {pid})");
+    println!("memory: {n} idle authenticated connections on one gateway process (pid {pid})");
     println!(
         "  gateway RSS: baseline {rss0} KiB, upgraded {rss1} KiB, authenticated {rss2} KiB, after 10 s idle {rss3} KiB"
     );
