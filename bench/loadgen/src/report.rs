@@ -341,3 +341,44 @@ pub fn failures(r: &Results) -> Vec<String> {
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Loss, Machine, Rate, Storm};
+
+    fn results(system: SystemResults) -> Results {
+        Results {
+            unix_time: 0,
+            command: String::new(),
+            smoke: true,
+            machine: Machine::probe(),
+            config: serde_json::Value::Null,
+            systems: vec![system],
+        }
+    }
+
+    #[test]
+    fn any_loss_copy_or_unfinished_replay_fails_the_run() {
+        let mut h = SystemResults::new(System::Herald);
+        h.latency.push(Rate { rate: 200.0, ..Rate::default() });
+        h.storm = Some(Storm { clients: 10, replayed: 10, all_replayed_ms: Some(5.0), ..Storm::default() });
+        assert!(failures(&results(h.clone())).is_empty());
+
+        let mut lost = h.clone();
+        lost.latency[0].loss = Loss { lost: 1, ..Loss::default() };
+        assert_eq!(failures(&results(lost)).len(), 1);
+        let mut dup = h.clone();
+        dup.storm.as_mut().unwrap().loss.duplicated = 1;
+        assert_eq!(failures(&results(dup)).len(), 1);
+        let mut no_cursor = h.clone();
+        no_cursor.storm.as_mut().unwrap().without_cursor = 1;
+        assert_eq!(failures(&results(no_cursor)).len(), 1);
+
+        // The baseline may lose what its design loses; only its scenarios' errors count.
+        let mut s = h;
+        s.system = System::SocketIo;
+        s.storm.as_mut().unwrap().loss.lost = 100;
+        assert!(failures(&results(s)).is_empty());
+    }
+}
