@@ -29,15 +29,20 @@ pub const HDR_DELIVERIES: &str = "Herald-Deliveries";
 /// On a re-driven request: the `HERALD_IN` sequence of the request it re-drives.
 pub const HDR_REDRIVE_OF: &str = "Herald-Redrive-Of";
 
-/// The notification object of a `notification` frame (CONTRACT §3).
+/// The notification object of a `notification` frame (CONTRACT §3) and of an inbox item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notification {
     pub id: String,
     pub kind: String,
     pub title: String,
     pub body: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<Value>,
+    /// RFC 3339.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
+    /// The read state for this user, as of when it was sent.
     pub read: bool,
 }
 

@@ -13,21 +13,35 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Notification, user and team ids are 1 to this many bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
+/// A notification request: what a service publishes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationRequest {
+    /// The idempotency key, 1 to 256 bytes: every publish of the same id yields one
+    /// notification per recipient.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256, example = "order-8812-shipped"))]
     pub id: String,
     pub recipients: Recipients,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, example = "order.shipped"))]
     pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Your order has shipped"))]
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Any JSON, delivered as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub data: Option<Value>,
+    /// RFC 3339; default: when the request was first accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-11-28T12:00:00Z"))]
     pub created_at: Option<String>,
 }
 
+/// Users and teams (expanded to their members when the request is handled); at least one in all.
+/// Ids are any UTF-8 strings of 1 to 256 bytes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recipients {
     #[serde(default)]
     pub users: Vec<String>,

@@ -64,6 +64,10 @@ pub enum AuthError {
     Subject,
     #[error("token was revoked")]
     Revoked,
+    #[error("a service token is not accepted here")]
+    ServiceToken,
+    #[error("this gateway accepts no service tokens (HERALD_SERVICE_JWT_SECRET is not set)")]
+    NoServiceKey,
 }
 
 impl AuthError {
@@ -79,6 +83,8 @@ impl AuthError {
             Self::Malformed => "malformed",
             Self::Subject => "subject",
             Self::Revoked => "revoked",
+            Self::ServiceToken => "service_token",
+            Self::NoServiceKey => "no_service_key",
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Config {
     /// `/readyz` red meanwhile) when a PONG is later than the deadline.
     pub live_ping_interval: Duration,
     pub live_ping_deadline: Duration,
+    /// The HTTP API: service tokens, per-user and per-service limits.
+    pub api: crate::api::ApiConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +146,7 @@ impl Config {
             catchup_concurrency: v.parse::<usize>("HERALD_CATCHUP_CONCURRENCY", 64)?.max(1),
             live_ping_interval: v.seconds("HERALD_LIVE_PING_SECONDS", Duration::from_secs(2))?,
             live_ping_deadline: v.seconds("HERALD_LIVE_PING_DEADLINE_SECONDS", Duration::from_secs(5))?,
+            api: crate::api::ApiConfig::from_vars(v)?,
         })
     }
 }

@@ -18,6 +18,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::admin;
+use crate::api;
+use crate::auth::AuthError;
 use crate::protocol::close;
 use crate::session;
 use crate::state::{AppState, OpenSlot};
@@ -50,6 +52,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(|State(st): State<Arc<AppState>>| async move { st.metrics.render() }))
+        .merge(api::app(&state.config))
         .with_state(state)
 }
 
@@ -99,6 +102,10 @@ async fn ws(
         None => None,
         Some(token) => match st.verify_user(token) {
             Ok(c) => Some(c),
+            Err(AuthError::ServiceToken) => {
+                st.metrics.auth_failure(AuthError::ServiceToken.code());
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", AuthError::ServiceToken.to_string()));
+            }
             Err(e) => {
                 st.metrics.auth_failure(e.code());
                 return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()));

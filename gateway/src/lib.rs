@@ -6,6 +6,7 @@
 //! and keeps being served until it leaves or the period ends, then NATS is drained.
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod events;
@@ -88,8 +89,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         }
     };
     let drain_period = config.drain_period;
+    let api = api::Shared::new(&config, client.clone())?;
     let state = Arc::new(state::AppState::new(state::Parts {
         verifier: auth::Verifier::new(&config.auth, keyring),
+        api,
         config,
         client: client.clone(),
         live,
@@ -141,6 +144,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             }
         }
     });
+    api::spawn_housekeeping(state.clone(), background.clone());
     let _ = tokio::time::timeout(Duration::from_secs(10), loaded_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), epoch_rx).await;
     state.ready.store(true, Ordering::Relaxed);

@@ -19,6 +19,8 @@ use crate::revocation::Revocations;
 pub struct AppState {
     pub config: Config,
     pub verifier: Verifier,
+    /// The HTTP API's own parts (service tokens, its limits, the publisher).
+    pub api: crate::api::Shared,
     pub client: async_nats::Client,
     pub live: LiveRouter,
     pub log: UserLog,
@@ -47,6 +49,7 @@ pub struct AppState {
 pub struct Parts {
     pub config: Config,
     pub verifier: Verifier,
+    pub api: crate::api::Shared,
     pub client: async_nats::Client,
     pub live: LiveRouter,
     pub revocation_store: kv::Store,
@@ -64,6 +67,7 @@ impl AppState {
             catchups: tokio::sync::Semaphore::new(p.config.catchup_concurrency),
             max_per_user: std::sync::atomic::AtomicI64::new(-1),
             verifier: p.verifier,
+            api: p.api,
             client: p.client,
             live: p.live,
             metrics: Metrics::default(),
@@ -85,9 +89,15 @@ impl AppState {
         format!("{}-{:x}", self.session_prefix, self.session_counter.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A user token: valid and not revoked.
+    /// A user token: valid, not a service token (those carry a `scope`, or verify with the
+    /// service key), and not revoked.
     pub fn verify_user(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = self.verifier.verify(token)?;
+        let claims = match self.verifier.verify(token) {
+            Ok(c) if c.scope.is_some() => return Err(AuthError::ServiceToken),
+            Ok(c) => c,
+            Err(_) if self.api.verify_service(token).is_ok() => return Err(AuthError::ServiceToken),
+            Err(e) => return Err(e),
+        };
         if self.revocations.is_revoked(&claims) {
             return Err(AuthError::Revoked);
         }

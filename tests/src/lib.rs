@@ -5,6 +5,7 @@
 //! adds a functions runner and gateways, in this process, each on a port the OS picked, and stops
 //! them on drop.
 
+pub mod http;
 pub mod lambda_emulator;
 pub mod procs;
 pub mod raw;

@@ -18,6 +18,8 @@ pub use crate::servers::http_get;
 use crate::servers::{LocalDynamo, NatsRole, NatsServer};
 
 pub const SECRET: &str = "test-secret-please-change";
+/// Service tokens' secret (`HERALD_SERVICE_JWT_SECRET`), distinct from the users'.
+pub const SERVICE_SECRET: &str = "test-service-secret-please-change";
 pub const AUDIENCE: &str = "herald";
 
 /// Knobs a test may turn; everything else is the production default.
@@ -187,6 +189,7 @@ impl Stack {
             ("HERALD_NATS_URL", nats),
             ("HERALD_DYNAMODB_ENDPOINT", dyn_ep),
             ("HERALD_JWT_SECRET", SECRET.into()),
+            ("HERALD_SERVICE_JWT_SECRET", SERVICE_SECRET.into()),
             ("HERALD_JWT_AUDIENCE", AUDIENCE.into()),
             ("HERALD_USER_MAX_PER_USER", per),
             ("HERALD_IN_DUPLICATE_WINDOW_SECONDS", dup),
@@ -272,6 +275,23 @@ impl Stack {
 
     pub fn token(&self, user: &str) -> String {
         token::user_token(SECRET, AUDIENCE, user, 3600)
+    }
+
+    /// A service token for `service` with `scope` (space-separated).
+    pub fn service_token(&self, service: &str, scope: &str) -> String {
+        token::service_token(SERVICE_SECRET, AUDIENCE, service, scope, 3600)
+    }
+
+    /// An HTTP request to gateway `gw` with a bearer token and an optional JSON body.
+    pub async fn http(
+        &self,
+        gw: usize,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<crate::http::Response> {
+        crate::http::call(self.gateway_addr(gw), method, path, token, body).await
     }
 
     /// Connects `user` to gateway 0 and waits for `welcome`.

@@ -31,6 +31,7 @@ async fn scripts_run_starts_serves_and_stops_what_it_started() -> anyhow::Result
         .env("HERALD_FUNCTIONS_LISTEN", format!("127.0.0.1:{fx}"))
         .env("HERALD_DATA_DIR", data.path())
         .env_remove("HERALD_JWT_SECRET")
+        .env_remove("HERALD_SERVICE_JWT_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -64,6 +65,34 @@ async fn scripts_run_starts_serves_and_stops_what_it_started() -> anyhow::Result
             assert_eq!(notification.title, "Hello from Herald")
         }
         other => panic!("expected the demo notification, got {other:?}"),
+    }
+
+    // The printed service token publishes over HTTP (and the printed curl command, where curl
+    // is installed: a fresh machine may not have it).
+    let service_token =
+        printed.iter().map(|l| l.trim()).filter(|l| l.starts_with("eyJ")).nth(1).expect("a service token line");
+    let over_http = serde_json::json!({"id": "run-http", "recipients": {"users": ["demo-user"]}, "kind": "demo", "title": "over HTTP"});
+    let r = herald_tests::http::call(
+        &format!("127.0.0.1:{gw}"),
+        "POST",
+        "/v1/notifications",
+        Some(service_token),
+        Some(&over_http),
+    )
+    .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    match next_event(&mut c).await? {
+        Event::Notification { notification, .. } => assert_eq!(notification.id, "run-http"),
+        other => panic!("expected the HTTP notification, got {other:?}"),
+    }
+    let curl = printed.iter().map(|l| l.trim()).find(|l| l.starts_with("curl ")).expect("a curl command");
+    if Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        let out = Command::new("bash").arg("-c").arg(curl).output()?;
+        assert!(String::from_utf8_lossy(&out.stdout).contains(r#""duplicate":false"#), "{out:?}");
+        match next_event(&mut c).await? {
+            Event::Notification { notification, .. } => assert_eq!(notification.title, "Hello over HTTP"),
+            other => panic!("expected the curl notification, got {other:?}"),
+        }
     }
 
     // SIGTERM: everything it started stops; the NATS server it found keeps running.

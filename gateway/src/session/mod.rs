@@ -54,6 +54,9 @@ enum End {
 
 impl End {
     fn auth(e: AuthError) -> Self {
+        if e == AuthError::ServiceToken {
+            return End::Close { code: close::FORBIDDEN, error: "forbidden", message: e.to_string() };
+        }
         End::Close { code: close::UNAUTHENTICATED, error: "unauthenticated", message: e.to_string() }
     }
     fn protocol(message: impl Into<String>) -> Self {

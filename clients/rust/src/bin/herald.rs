@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! herald token --sub USER [--ttl SECONDS]                 # HERALD_JWT_SECRET, HERALD_JWT_AUDIENCE
+//! herald token --sub SERVICE --scope 'publish admin' [--ttl SECONDS]   # HERALD_SERVICE_JWT_SECRET
 //! herald publish --source S --user U [--user U2] [--team T] [--kind K] --title T
 //!                [--body B] [--data JSON] [--id ID]       # HERALD_NATS_URL
 //! herald listen --url WS_URL --token TOKEN [--cursor C]   # prints every frame
@@ -19,10 +20,16 @@ async fn main() -> anyhow::Result<()> {
     let vars = Vars::from_env();
     match command.as_str() {
         "token" => {
-            let secret = vars.required("HERALD_JWT_SECRET")?;
             let audience = vars.string("HERALD_JWT_AUDIENCE", "herald");
             let ttl: u64 = flags.one("ttl").unwrap_or("86400").parse().context("--ttl")?;
-            println!("{}", token::user_token(&secret, &audience, flags.required("sub")?, ttl));
+            let sub = flags.required("sub")?;
+            match flags.one("scope") {
+                None => println!("{}", token::user_token(&vars.required("HERALD_JWT_SECRET")?, &audience, sub, ttl)),
+                Some(scope) => {
+                    let secret = vars.required("HERALD_SERVICE_JWT_SECRET")?;
+                    println!("{}", token::service_token(&secret, &audience, sub, scope, ttl));
+                }
+            }
         }
         "publish" => {
             let url = vars.string("HERALD_NATS_URL", "nats://127.0.0.1:4222");

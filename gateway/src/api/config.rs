@@ -1,0 +1,35 @@
+//! The HTTP API's part of the gateway configuration, read once with the rest of it.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use herald_core::config::{ConfigError, Vars};
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The HS256 secret of service tokens (`HERALD_SERVICE_JWT_SECRET`); without it every
+    /// service endpoint answers 401.
+    pub service_secret: Option<String>,
+    /// Requests per second and burst, per user (user endpoints) and per service (service
+    /// endpoints); past them: 429 with `Retry-After`.
+    pub user_rate: NonZeroU32,
+    pub user_burst: NonZeroU32,
+    pub service_rate: NonZeroU32,
+    pub service_burst: NonZeroU32,
+    /// How long `POST /v1/notifications` waits for `HERALD_IN` to store a request (retries
+    /// included) before answering 503.
+    pub publish_timeout: Duration,
+}
+
+impl ApiConfig {
+    pub fn from_vars(v: &Vars) -> Result<Self, ConfigError> {
+        Ok(ApiConfig {
+            service_secret: v.get("HERALD_SERVICE_JWT_SECRET").map(str::to_owned),
+            user_rate: v.parse("HERALD_API_USER_PER_SEC", NonZeroU32::new(20).expect("non-zero"))?,
+            user_burst: v.parse("HERALD_API_USER_BURST", NonZeroU32::new(100).expect("non-zero"))?,
+            service_rate: v.parse("HERALD_API_SERVICE_PER_SEC", NonZeroU32::new(2000).expect("non-zero"))?,
+            service_burst: v.parse("HERALD_API_SERVICE_BURST", NonZeroU32::new(4000).expect("non-zero"))?,
+            publish_timeout: v.seconds("HERALD_PUBLISH_TIMEOUT_SECONDS", Duration::from_secs(5))?,
+        })
+    }
+}
