@@ -42,6 +42,8 @@ pub enum RunError {
     Keys(#[from] keys::KeyError),
     #[error("{0}")]
     Revocations(#[from] revocation::RevocationError),
+    #[error("{0}")]
+    Api(#[from] api::SharedError),
     #[error("serving HTTP: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -89,7 +91,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         }
     };
     let drain_period = config.drain_period;
-    let api = api::Shared::new(&config, client.clone())?;
+    let api = api::Shared::new(&config, client.clone()).await?;
     let state = Arc::new(state::AppState::new(state::Parts {
         verifier: auth::Verifier::new(&config.auth, keyring),
         api,

@@ -211,6 +211,7 @@ impl Stack {
         }
         vars.with("HERALD_NATS_URL", self.nats.url_as(NatsRole::Gateway))
             .with("HERALD_NATS_ADMIN_URL", self.nats.url_as(NatsRole::Admin))
+            .with("HERALD_NATS_CREATOR_URL", self.nats.url_as(NatsRole::Creator))
     }
 
     pub fn streams_config(&self) -> StreamsConfig {

@@ -14,7 +14,12 @@ fn body(id: &str, user: &str) -> Value {
 }
 
 async fn stack() -> anyhow::Result<Stack> {
+    stack_with(false).await
+}
+
+async fn stack_with(nats_permissions: bool) -> anyhow::Result<Stack> {
     Stack::start(StackOptions {
+        nats_permissions,
         env: vec![
             // Small per-service allowances, so one test can cross them; every check below uses
             // its own service name (its own bucket) except the flood.
@@ -29,7 +34,8 @@ async fn stack() -> anyhow::Result<Stack> {
 
 #[tokio::test]
 async fn the_same_id_published_twice_over_http_is_one_notification() -> anyhow::Result<()> {
-    let stack = stack().await?;
+    // With NATS users on: the gateway publishes as a creator (HERALD_NATS_CREATOR_URL).
+    let stack = stack_with(true).await?;
     let mut c = stack.connect("http-user", None).await?;
     let svc = stack.service_token("billing", "publish");
     let first = stack.http(0, "POST", "/v1/notifications", Some(&svc), Some(&body("inv-1", "http-user"))).await?;

@@ -10,6 +10,10 @@ pub struct ApiConfig {
     /// The HS256 secret of service tokens (`HERALD_SERVICE_JWT_SECRET`); without it every
     /// service endpoint answers 401.
     pub service_secret: Option<String>,
+    /// `HERALD_NATS_CREATOR_URL`: NATS as a creator (may publish `herald.in.>`), for
+    /// `POST /v1/notifications` where NATS has users (the gateway's own user may not publish
+    /// requests); unset: the gateway's own connection.
+    pub creator_nats_url: Option<String>,
     /// Requests per second and burst, per user (user endpoints) and per service (service
     /// endpoints); past them: 429 with `Retry-After`.
     pub user_rate: NonZeroU32,
@@ -25,6 +29,7 @@ impl ApiConfig {
     pub fn from_vars(v: &Vars) -> Result<Self, ConfigError> {
         Ok(ApiConfig {
             service_secret: v.get("HERALD_SERVICE_JWT_SECRET").map(str::to_owned),
+            creator_nats_url: v.get("HERALD_NATS_CREATOR_URL").map(str::to_owned),
             user_rate: v.parse("HERALD_API_USER_PER_SEC", NonZeroU32::new(20).expect("non-zero"))?,
             user_burst: v.parse("HERALD_API_USER_BURST", NonZeroU32::new(100).expect("non-zero"))?,
             service_rate: v.parse("HERALD_API_SERVICE_PER_SEC", NonZeroU32::new(2000).expect("non-zero"))?,

@@ -31,6 +31,14 @@ use crate::state::AppState;
 
 pub use config::ApiConfig;
 
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("the service token key: {0}")]
+    Keys(#[from] KeyError),
+    #[error("connecting to NATS as a creator: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+}
+
 /// What the API's handlers share, beside the gateway's state.
 #[derive(Debug)]
 pub struct Shared {
@@ -43,7 +51,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: &Config, client: async_nats::Client) -> Result<Self, KeyError> {
+    pub async fn new(config: &Config, client: async_nats::Client) -> Result<Self, SharedError> {
         let api = &config.api;
         let service = match &api.service_secret {
             None => None,
@@ -59,11 +67,21 @@ impl Shared {
                 Some(Verifier::new(&auth, Keyring::load(auth.keys.clone())?))
             }
         };
+        let creator = match &api.creator_nats_url {
+            None => client,
+            Some(url) => {
+                herald_core::nats::options(url)
+                    .name("herald-gateway-publish")
+                    .retry_on_initial_connect()
+                    .connect(url)
+                    .await?
+            }
+        };
         Ok(Shared {
             service,
             limits: rate::ApiLimits::new(api.user_rate, api.user_burst, api.service_rate, api.service_burst),
             // A few quick retries with the same id; the handler's timeout bounds them.
-            publisher: Publisher::new(client).with_attempts(3),
+            publisher: Publisher::new(creator).with_attempts(3),
             openapi: Bytes::from(document().to_pretty_json().expect("the OpenAPI document serializes")),
         })
     }
