@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use herald_core::config::DynamoConfig;
-use herald_functions::dynamo::{self, DynamoInbox};
 use herald_servers::{LocalDynamo, NatsServer, free_port, http_get, repo_root};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -65,7 +64,7 @@ pub struct Sut {
 /// Herald's parts the scenarios look into.
 pub struct HeraldParts {
     /// Team memberships live in DynamoDB.
-    pub inbox: DynamoInbox,
+    pub store: herald_store::Store,
     /// Counts what was stored.
     pub stored: InboxCount,
     /// The runners' operations addresses (`/metrics`).
@@ -211,9 +210,9 @@ impl Sut {
             region: "us-east-1".into(),
             table_prefix: "herald_".into(),
         };
-        let client = dynamo::client(&dyn_config).await;
+        let client = herald_store::client(&dyn_config).await;
         let herald = HeraldParts {
-            inbox: DynamoInbox::new(client.clone(), &dyn_config),
+            store: herald_store::Store::new(client.clone(), &dyn_config),
             stored: InboxCount::new(client, &dyn_config.table_prefix).await?,
             runner_ops,
             js: async_nats::jetstream::new(async_nats::connect(nats.url()).await?),

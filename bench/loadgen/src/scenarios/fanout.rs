@@ -32,7 +32,7 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Fanout> {
     if let Some(h) = &sut.herald {
         let users: Vec<String> = (0..members).map(|u| format!("u{u}")).collect();
         for chunk in users.chunks(1000) {
-            h.inbox.add_members(TEAM, chunk).await.context("adding team members")?;
+            h.store.add_members(TEAM, chunk).await.context("adding team members")?;
         }
     }
     // One more user, u<members>, outside the team, receives the probes.
