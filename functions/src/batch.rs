@@ -34,6 +34,9 @@ pub struct Record {
     /// This delivery's number, from 1.
     #[serde(default = "one")]
     pub delivered: u64,
+    /// On a re-driven request: when the original was accepted (Unix ms; 0 when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_since_ms: Option<i64>,
 }
 
 fn one() -> u64 {

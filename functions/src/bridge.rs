@@ -170,6 +170,8 @@ async fn invoke_batch(shared: &Shared, messages: Vec<jetstream::Message>) {
             data: STANDARD.encode(&message.payload),
             published_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
             delivered: info.delivered.max(1) as u64,
+            redrive_since_ms: crate::nats::redrive_since(message.headers.as_ref())
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
         });
         kept.push(message);
     }

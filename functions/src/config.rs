@@ -27,6 +27,11 @@ pub struct Config {
     pub create_tables: bool,
     /// How long in-flight messages may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// A handler still running after this is stopped and its request retried (a hung store or
+    /// NATS call must not hold a message, and its progress reports, forever).
+    pub handler_deadline: Duration,
+    /// How long inbox items are kept (`expires_at`).
+    pub inbox_ttl: Duration,
 }
 
 impl Config {
@@ -44,6 +49,8 @@ impl Config {
             deadletters_consumer: v.string("HERALD_DEADLETTERS_CONSUMER", "deadletters"),
             fanout_concurrency: v.parse("HERALD_FANOUT_CONCURRENCY", 32)?,
             shutdown_grace: v.seconds("HERALD_SHUTDOWN_GRACE_SECONDS", Duration::from_secs(10))?,
+            handler_deadline: v.seconds("HERALD_HANDLER_DEADLINE_SECONDS", Duration::from_secs(120))?,
+            inbox_ttl: Duration::from_secs(v.parse::<u64>("HERALD_INBOX_TTL_DAYS", 90)? * 24 * 3600),
         })
     }
 }

@@ -143,11 +143,11 @@ async fn handle<O: Outbox>(
     let Some((code, mut reason)) = letter_for(&advisory, consumer) else {
         return Ok(());
     };
-    let (subject, body) = match requests.get_raw_message(advisory.stream_seq).await {
-        Ok(m) => (m.subject.to_string(), m.payload),
+    let (subject, body, accepted_at_ms) = match requests.get_raw_message(advisory.stream_seq).await {
+        Ok(m) => (m.subject.to_string(), m.payload, Some((m.time.unix_timestamp_nanos() / 1_000_000) as i64)),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
             reason.push_str(" (the original is no longer in HERALD_IN)");
-            (String::new(), Default::default())
+            (String::new(), Default::default(), None)
         }
         Err(e) => return Err(e.into()),
     };
@@ -161,6 +161,7 @@ async fn handle<O: Outbox>(
             code,
             reason: &reason,
             deliveries: advisory.deliveries,
+            accepted_at_ms,
         })
         .await?;
     Ok(())

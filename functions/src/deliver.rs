@@ -1,26 +1,47 @@
-//! The `deliver` function: validate a request, expand its recipients, store one copy per
-//! recipient, and publish each to that user's subject.
+//! The `deliver` function: validate a request, expand its recipients, publish each recipient's
+//! copy to that user's subject, then store it with its cursor.
 //!
-//! A user who muted the notification's kind gets the copy stored (marked `muted`) but not
-//! published, so nothing is pushed: gateways push only what `HERALD_USER` holds. The decision
-//! is taken each time the request is handled, from the preferences as they are then.
+//! Publish first, then write: the item is written once, with its cursor, together with the
+//! user's unread count (`herald-store`'s insert transaction). Nothing is ever published twice:
 //!
-//! Every step is idempotent so the whole handler may run again after any crash: the inbox write
-//! is conditional, the publish carries `Nats-Msg-Id` = user + id, and the cursor recorded after
-//! the publish lets a late redelivery (past the duplicate window) skip publishing again.
+//! - recipients who already have an item are done (an earlier delivery, or an earlier request
+//!   with the same id hours ago), found with one BatchGetItem per 100 recipients;
+//! - within `HERALD_USER`'s duplicate window, a copy sent again is deduplicated by its
+//!   `Nats-Msg-Id` (user + id) and answers with the first one's cursor;
+//! - past the window, on a redelivery or a re-drive, the copy is looked for in the user's subject
+//!   from the request's acceptance time (read from the stream leader) and its cursor reused.
+//!
+//! A user who muted the kind gets the copy too, published with `Herald-Muted: 1` (gateways
+//! neither push nor replay it) and stored read, so the inbox and the socket share one cursor
+//! space. Preferences are applied when the request is handled.
+//!
+//! A fan-out goes by chunks of [`CHUNK`] recipients: the existence read of the next chunks
+//! overlaps the publishes of this one, and the writes of up to `fanout_concurrency` chunks run
+//! while later chunks are published. Publishes wait for their turn per user ([`crate::order`]),
+//! so a small request is not stuck behind a big one.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt, TryStreamExt, stream};
-use herald_core::{InvalidRequest, Notification, NotificationRequest, subject};
+use futures::channel::mpsc;
+use futures::stream::FuturesUnordered;
+use futures::{SinkExt, StreamExt, TryStreamExt, stream};
+use herald_core::{Cursor, InvalidRequest, Notification, NotificationRequest, subject};
 use time::OffsetDateTime;
 
-use crate::ports::{DeadLetter, Failure, Inbox, InboxItem, Outbox, Stored};
-use crate::sequencer::Turn;
+use crate::metrics::Stages;
+use crate::order::Pass;
+use crate::ports::{DeadLetter, Failure, Inbox, NewItem, Outbox, UserCopy};
 
-/// Per-user publishes of one request awaiting their ack at once (see step 2 of [`deliver`]).
-const MAX_UNACKED_PUBLISHES: usize = 1000;
+/// Recipients per step of a fan-out: one existence read, their publishes, then their writes.
+pub const CHUNK: usize = 100;
+/// Existence reads running ahead of the publishes.
+const READ_AHEAD: usize = 2;
+/// Copies looked for in `HERALD_USER` at once.
+const LOOKUPS_AT_ONCE: usize = 16;
+/// Clocks of `HERALD_IN` and `HERALD_USER` leaders may differ by this much.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// One request as taken from `HERALD_IN`.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +51,11 @@ pub struct Event<'a> {
     /// When `HERALD_IN` stored it: the default `created_at` and the start of latency.
     pub accepted_at: OffsetDateTime,
     pub stream_seq: u64,
+    /// This delivery's number, from 1.
+    pub delivered: u64,
+    /// On a re-driven request: when its copies may first have been published (the original's
+    /// acceptance, or the Unix epoch when unknown).
+    pub redrive_since: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,91 +68,206 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
     pub recipients: usize,
-    /// Copies written by this run (not by an earlier delivery).
+    /// Items written by this run.
     pub stored: usize,
-    /// Copies published by this run (a duplicate publish counts; NATS dropped it).
+    /// Items that were already there (an earlier delivery wrote them).
+    pub existed: usize,
+    /// Copies sent by this run (a duplicate inside the window counts; NATS dropped it).
     pub published: usize,
-    /// Recipients who muted this kind: stored, not published.
+    /// Copies found already in `HERALD_USER` and not sent again.
+    pub found: usize,
+    /// Recipients who muted this kind: published with `Herald-Muted`, stored read.
     pub muted: usize,
 }
 
-/// Handles one event. `Err` means try again later; nothing has been lost.
-///
-/// `turn` orders the publishes of concurrently handled requests (see [`crate::sequencer`]).
-pub async fn deliver<I: Inbox, O: Outbox, T: Turn>(
+/// What one chunk hands from publishing to storing.
+struct Sent<P> {
+    published: Vec<(String, bool, P)>,
+    found: Vec<(String, bool, Cursor)>,
+}
+
+/// Handles one event. `Err` means try again later; nothing has been lost or doubled.
+pub async fn deliver<I: Inbox, O: Outbox>(
     inbox: &I,
     outbox: &O,
     fanout_concurrency: usize,
     event: Event<'_>,
-    mut turn: T,
+    pass: &Pass,
+    stages: &Stages,
 ) -> Result<Outcome, Failure> {
+    let accepted_at_ms = (event.accepted_at.unix_timestamp_nanos() / 1_000_000) as i64;
     let valid = match validate(event) {
         Ok(v) => v,
         Err(reason) => {
             let text = reason.to_string();
-            // In turn too, so that a process dead-letters in stream order.
-            turn.wait().await;
-            outbox.dead_letter(DeadLetter::invalid(event.source, event.body, event.stream_seq, &reason, &text)).await?;
-            turn.release();
+            let mut letter = DeadLetter::invalid(event.source, event.body, event.stream_seq, &reason, &text);
+            letter.accepted_at_ms = Some(accepted_at_ms);
+            outbox.dead_letter(letter).await?;
             return Ok(Outcome::DeadLettered(reason));
         }
     };
     let notification = Notification::from_request(&valid);
     let payload = Bytes::from(serde_json::to_vec(&notification).expect("a Notification always serializes"));
     let users = recipients(inbox, &valid.request).await?;
+    pass.declare(&users);
     let muted = inbox.muted(&users, &notification.kind).await?;
-    let accepted_at_ms = (event.accepted_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let item =
-        |user| InboxItem { user, muted: false, notification: &notification, source: event.source, accepted_at_ms };
+    let id = notification.id.as_str();
+    let mut report = Report { recipients: users.len(), muted: muted.len(), ..Report::default() };
 
-    // 1. Store every copy, concurrently. Collected first: a lazy `map` closure here trips
-    //    rustc's Send inference for spawned tasks.
-    let mut writes = Vec::with_capacity(users.len());
-    for user in &users {
-        let copy = InboxItem { muted: muted.contains(user), ..item(user) };
-        writes.push(async move { inbox.put_new(copy).await.map(|s| (user, s)) });
-    }
-    let stored: Vec<(&String, Stored)> = stream::iter(writes).buffered(fanout_concurrency.max(1)).try_collect().await?;
-
-    // 2. In turn, send the copies not yet published (a copy with a cursor was, by an earlier
-    //    delivery of this request), except to users who muted the kind. At most
-    //    MAX_UNACKED_PUBLISHES wait for their ack at once: the NATS client holds a bounded pool
-    //    of in-flight acks (5,000) that only awaiting frees, so a 10,000-member team sent
-    //    without awaiting any would wait for itself forever. Awaiting the oldest keeps order.
-    turn.wait().await;
-    let mut pending = std::collections::VecDeque::new();
-    let mut acked: Vec<(&String, u64)> = Vec::new();
-    for (user, s) in &stored {
-        if !matches!(s, Stored::Exists { cursor: Some(_) }) && !muted.contains(*user) {
-            if pending.len() >= MAX_UNACKED_PUBLISHES
-                && let Some((u, p)) = pending.pop_front()
-            {
-                acked.push((u, p.await?));
+    // Publishing (in order, chunk after chunk) feeds storing (chunks at once) through a
+    // bounded channel: when storing lags, publishing waits.
+    let fanout = fanout_concurrency.max(1);
+    let (mut to_store, stored) = mpsc::channel::<Sent<O::Pending>>(fanout);
+    let publish = async {
+        // Collected first: a lazy `map` closure here trips rustc's Send inference for spawned
+        // tasks. Futures do nothing until polled, so this reads nothing ahead of time.
+        let mut reads = Vec::with_capacity(users.len().div_ceil(CHUNK));
+        for chunk in users.chunks(CHUNK) {
+            reads.push(read_chunk(inbox, outbox, event, id, chunk, &muted, pass));
+        }
+        let mut reads = stream::iter(reads).buffered(READ_AHEAD);
+        let mut published = 0;
+        while let Some((todo, found)) = reads.try_next().await? {
+            let mut sent = Vec::with_capacity(todo.len());
+            for user in todo {
+                pass.turn(&user).await;
+                let is_muted = muted.contains(&user);
+                let copy = UserCopy { user: &user, id, payload: payload.clone(), accepted_at_ms, muted: is_muted };
+                let pending = outbox.send_user(copy).await?;
+                pass.sent(&user);
+                sent.push((user, is_muted, pending));
             }
-            let p = outbox.send_user(user, &notification.id, payload.clone(), accepted_at_ms).await?;
-            pending.push_back((*user, p));
+            published += sent.len();
+            if to_store.send(Sent { published: sent, found }).await.is_err() {
+                break; // storing failed; its error is the one reported
+            }
+        }
+        drop(to_store);
+        Ok::<usize, Failure>(published)
+    };
+    let store = async {
+        let (mut stored, mut running, mut open) = (stored, FuturesUnordered::new(), true);
+        let mut totals = (0, 0, 0);
+        loop {
+            tokio::select! {
+                next = stored.next(), if open && running.len() < fanout => match next {
+                    Some(sent) => running.push(store_chunk(inbox, event, &notification, accepted_at_ms, sent, stages)),
+                    None => open = false,
+                },
+                Some(done) = running.next(), if !running.is_empty() => {
+                    let (s, e, f) = done?;
+                    totals = (totals.0 + s, totals.1 + e, totals.2 + f);
+                }
+                else => return Ok::<_, Failure>(totals),
+            }
+        }
+    };
+    let (published, (stored, existed, found)) = futures::try_join!(publish, store)?;
+    report.published = published;
+    report.stored = stored;
+    report.existed = existed;
+    report.found = found;
+    Ok(Outcome::Delivered(report))
+}
+
+/// The users of `chunk` still to publish, and those whose copy is already in `HERALD_USER`;
+/// recipients with an item are done.
+async fn read_chunk<I: Inbox, O: Outbox>(
+    inbox: &I,
+    outbox: &O,
+    event: Event<'_>,
+    id: &str,
+    chunk: &[String],
+    muted: &HashSet<String>,
+    pass: &Pass,
+) -> Result<(Vec<String>, Vec<(String, bool, Cursor)>), Failure> {
+    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+    let existing = inbox.existing(&refs, id).await?;
+    let mut todo = Vec::with_capacity(chunk.len());
+    for user in chunk {
+        if existing.contains(user) {
+            pass.sent(user);
+        } else {
+            todo.push(user.clone());
         }
     }
-    turn.release();
-
-    // 3. Once each copy is stored in the stream, record its cursor in the inbox.
-    let published = acked.len() + pending.len();
-    let id = &notification.id;
-    let mut cursors = Vec::with_capacity(published);
-    for (user, seq) in acked {
-        cursors.push(async move { inbox.set_cursor(user, id, seq).await }.boxed());
+    let Some(since) = copies_may_exist_since(event, outbox.duplicate_window()) else {
+        return Ok((todo, Vec::new()));
+    };
+    let mut lookups = Vec::with_capacity(todo.len());
+    for user in todo {
+        lookups.push(async move { outbox.find_user_copy(&user, id, since).await.map(|c| (user, c)) });
     }
-    for (user, p) in pending {
-        cursors.push(async move { inbox.set_cursor(user, id, p.await?).await }.boxed());
+    let looked: Vec<(String, Option<Cursor>)> = stream::iter(lookups).buffered(LOOKUPS_AT_ONCE).try_collect().await?;
+    let (mut todo, mut found) = (Vec::new(), Vec::new());
+    for (user, cursor) in looked {
+        match cursor {
+            Some(c) => {
+                pass.sent(&user);
+                let m = muted.contains(&user);
+                found.push((user, m, c));
+            }
+            None => todo.push(user),
+        }
     }
-    stream::iter(cursors).buffer_unordered(fanout_concurrency.max(1)).try_collect::<Vec<()>>().await?;
+    Ok((todo, found))
+}
 
-    Ok(Outcome::Delivered(Report {
-        recipients: users.len(),
-        stored: stored.iter().filter(|(_, s)| *s == Stored::New).count(),
-        published,
-        muted: muted.len(),
-    }))
+/// Awaits a chunk's acks, then writes its items: (stored, existed, found).
+async fn store_chunk<I: Inbox, P: Future<Output = Result<Cursor, Failure>>>(
+    inbox: &I,
+    event: Event<'_>,
+    notification: &Notification,
+    accepted_at_ms: i64,
+    sent: Sent<P>,
+    stages: &Stages,
+) -> Result<(usize, usize, usize), Failure> {
+    let mut copies = Vec::with_capacity(sent.published.len() + sent.found.len());
+    for (user, muted, pending) in sent.published {
+        let cursor = pending.await?;
+        stages.published.observe(since_accepted(event));
+        copies.push((user, muted, cursor));
+    }
+    let found = sent.found.len();
+    copies.extend(sent.found);
+    let items: Vec<NewItem<'_>> = copies
+        .iter()
+        .map(|(user, muted, cursor)| NewItem {
+            user,
+            notification,
+            source: event.source,
+            accepted_at_ms,
+            cursor: *cursor,
+            muted: *muted,
+        })
+        .collect();
+    let done = inbox.insert(&items).await?;
+    let elapsed = since_accepted(event);
+    for _ in 0..items.len() {
+        stages.stored.observe(elapsed);
+    }
+    Ok((done.unread + done.read, done.existed, found))
+}
+
+/// Seconds since the request was accepted.
+pub fn since_accepted(event: Event<'_>) -> f64 {
+    (OffsetDateTime::now_utc() - event.accepted_at).as_seconds_f64().max(0.0)
+}
+
+/// From when copies of this request may already be in `HERALD_USER` beyond the reach of its
+/// duplicate window; `None` when sending again is safe (a first delivery, or a redelivery
+/// well inside the window, where the stream answers a copy sent again with the first one's
+/// cursor).
+fn copies_may_exist_since(event: Event<'_>, window: Duration) -> Option<OffsetDateTime> {
+    if let Some(since) = event.redrive_since {
+        return Some(since - CLOCK_SKEW);
+    }
+    if event.delivered <= 1 {
+        return None;
+    }
+    let age = OffsetDateTime::now_utc() - event.accepted_at;
+    // Half the window is left for the sends of this chunk to happen.
+    if age < window / 2 { None } else { Some(event.accepted_at - CLOCK_SKEW) }
 }
 
 fn validate(event: Event<'_>) -> Result<herald_core::ValidRequest, InvalidRequest> {
@@ -160,51 +301,73 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    use herald_store::InsertReport;
+
     use super::*;
 
     #[derive(Default)]
     struct FakeInbox {
-        items: Mutex<HashMap<(String, String), Option<u64>>>,
+        items: Mutex<HashMap<(String, String), (Cursor, bool)>>,
         teams: HashMap<String, Vec<String>>,
         mutes: HashMap<String, String>,
+        fail_inserts: Mutex<bool>,
     }
 
     impl Inbox for FakeInbox {
-        async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Failure> {
-            let mut items = self.items.lock().unwrap();
-            let key = (item.user.to_owned(), item.notification.id.clone());
-            Ok(match items.get(&key) {
-                Some(cursor) => Stored::Exists { cursor: *cursor },
-                None => {
-                    items.insert(key, None);
-                    Stored::New
-                }
-            })
-        }
-        async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Failure> {
-            self.items.lock().unwrap().insert((user.to_owned(), id.to_owned()), Some(cursor));
-            Ok(())
-        }
         async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
             Ok(self.teams.get(team).cloned().unwrap_or_default())
         }
         async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
             Ok(users.iter().filter(|u| self.mutes.get(*u).is_some_and(|k| k == kind)).cloned().collect())
         }
+        async fn existing(&self, users: &[&str], id: &str) -> Result<HashSet<String>, Failure> {
+            let items = self.items.lock().unwrap();
+            Ok(users
+                .iter()
+                .filter(|u| items.contains_key(&(u.to_string(), id.to_owned())))
+                .map(|u| u.to_string())
+                .collect())
+        }
+        async fn insert(&self, new: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
+            if *self.fail_inserts.lock().unwrap() {
+                return Err(Failure::transient("insert", "the store is down"));
+            }
+            let mut items = self.items.lock().unwrap();
+            let mut r = InsertReport::default();
+            for i in new {
+                let key = (i.user.to_owned(), i.notification.id.clone());
+                match items.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(_) => r.existed += 1,
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert((i.cursor, i.muted));
+                        r.unread += 1;
+                    }
+                }
+            }
+            Ok(r)
+        }
     }
 
+    /// A stream with no duplicate window: anything sent twice is stored twice.
     #[derive(Default)]
     struct FakeOutbox {
-        published: Mutex<Vec<String>>,
+        published: Mutex<Vec<(String, String, bool)>>,
         dead: Mutex<Vec<String>>,
     }
 
     impl Outbox for FakeOutbox {
-        type Pending = futures::future::Ready<Result<u64, Failure>>;
-        async fn send_user(&self, user: &str, _: &str, _: Bytes, _: i64) -> Result<Self::Pending, Failure> {
+        type Pending = futures::future::Ready<Result<Cursor, Failure>>;
+        async fn send_user(&self, copy: UserCopy<'_>) -> Result<Self::Pending, Failure> {
             let mut p = self.published.lock().unwrap();
-            p.push(user.to_owned());
-            Ok(futures::future::ready(Ok(p.len() as u64)))
+            p.push((copy.user.to_owned(), copy.id.to_owned(), copy.muted));
+            Ok(futures::future::ready(Ok(Cursor::new(1, p.len() as u64))))
+        }
+        async fn find_user_copy(&self, user: &str, id: &str, _: OffsetDateTime) -> Result<Option<Cursor>, Failure> {
+            let p = self.published.lock().unwrap();
+            Ok(p.iter().position(|(u, i, _)| u == user && i == id).map(|k| Cursor::new(1, k as u64 + 1)))
+        }
+        fn duplicate_window(&self) -> Duration {
+            Duration::ZERO
         }
         async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
             self.dead.lock().unwrap().push(letter.code.to_owned());
@@ -212,8 +375,19 @@ mod tests {
         }
     }
 
-    fn event(body: &[u8]) -> Event<'_> {
-        Event { source: "test", body, accepted_at: OffsetDateTime::UNIX_EPOCH, stream_seq: 1 }
+    fn event(body: &[u8], delivered: u64) -> Event<'_> {
+        Event {
+            source: "test",
+            body,
+            accepted_at: OffsetDateTime::UNIX_EPOCH,
+            stream_seq: 1,
+            delivered,
+            redrive_since: None,
+        }
+    }
+
+    async fn run(inbox: &FakeInbox, outbox: &FakeOutbox, body: &[u8], delivered: u64) -> Result<Outcome, Failure> {
+        deliver(inbox, outbox, 4, event(body, delivered), &Pass::alone(1), &Stages::default()).await
     }
 
     #[tokio::test]
@@ -224,32 +398,48 @@ mod tests {
         };
         let outbox = FakeOutbox::default();
         let body = br#"{"id":"n","recipients":{"users":["a"],"teams":["t","t"]},"kind":"k","title":"x"}"#;
-        let first = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
-        assert_eq!(first, Outcome::Delivered(Report { recipients: 2, stored: 2, published: 2, muted: 0 }));
-        let again = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
-        assert_eq!(again, Outcome::Delivered(Report { recipients: 2, stored: 0, published: 0, muted: 0 }));
-        let mut published = outbox.published.lock().unwrap().clone();
-        published.sort();
-        assert_eq!(published, ["a", "b"]);
+        let first = run(&inbox, &outbox, body, 1).await.unwrap();
+        assert_eq!(first, Outcome::Delivered(Report { recipients: 2, stored: 2, published: 2, ..Default::default() }));
+        let again = run(&inbox, &outbox, body, 1).await.unwrap();
+        assert_eq!(again, Outcome::Delivered(Report { recipients: 2, ..Default::default() }));
+        assert_eq!(outbox.published.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
-    async fn a_muted_kind_is_stored_but_not_published() {
+    async fn a_copy_published_but_not_stored_is_found_not_published_again() {
+        let inbox = FakeInbox::default();
+        let outbox = FakeOutbox::default();
+        let body = br#"{"id":"n","recipients":{"users":["a","b"]},"kind":"k","title":"x"}"#;
+        *inbox.fail_inserts.lock().unwrap() = true;
+        assert!(run(&inbox, &outbox, body, 1).await.is_err());
+        *inbox.fail_inserts.lock().unwrap() = false;
+        let again = run(&inbox, &outbox, body, 2).await.unwrap();
+        assert_eq!(again, Outcome::Delivered(Report { recipients: 2, stored: 2, found: 2, ..Default::default() }));
+        assert_eq!(outbox.published.lock().unwrap().len(), 2, "nothing sent twice");
+        let items = inbox.items.lock().unwrap();
+        assert_eq!(items[&("b".to_owned(), "n".to_owned())].0, Cursor::new(1, 2), "the first cursor is kept");
+    }
+
+    #[tokio::test]
+    async fn a_muted_kind_is_published_marked_and_stored_with_its_cursor() {
         let inbox = FakeInbox { mutes: HashMap::from([("quiet".to_owned(), "k".to_owned())]), ..Default::default() };
         let outbox = FakeOutbox::default();
         let body = br#"{"id":"m","recipients":{"users":["quiet","loud"]},"kind":"k","title":"x"}"#;
-        let out = deliver(&inbox, &outbox, 4, event(body), ()).await.unwrap();
-        assert_eq!(out, Outcome::Delivered(Report { recipients: 2, stored: 2, published: 1, muted: 1 }));
-        assert_eq!(*outbox.published.lock().unwrap(), ["loud"]);
-        assert_eq!(inbox.items.lock().unwrap().len(), 2);
+        let out = run(&inbox, &outbox, body, 1).await.unwrap();
+        assert_eq!(
+            out,
+            Outcome::Delivered(Report { recipients: 2, stored: 2, published: 2, muted: 1, ..Default::default() })
+        );
+        let published = outbox.published.lock().unwrap().clone();
+        assert!(published.contains(&("quiet".to_owned(), "m".to_owned(), true)));
+        assert!(published.contains(&("loud".to_owned(), "m".to_owned(), false)));
+        assert!(inbox.items.lock().unwrap()[&("quiet".to_owned(), "m".to_owned())].1, "stored as muted");
     }
 
     #[tokio::test]
     async fn invalid_requests_are_dead_lettered_not_delivered() {
         let (inbox, outbox) = (FakeInbox::default(), FakeOutbox::default());
-        let out = deliver(&inbox, &outbox, 4, event(br#"{"id":"n","recipients":{},"kind":"k","title":"x"}"#), ())
-            .await
-            .unwrap();
+        let out = run(&inbox, &outbox, br#"{"id":"n","recipients":{},"kind":"k","title":"x"}"#, 1).await.unwrap();
         assert_eq!(out, Outcome::DeadLettered(InvalidRequest::NoRecipients));
         assert_eq!(*outbox.dead.lock().unwrap(), ["no_recipients"]);
         assert!(outbox.published.lock().unwrap().is_empty());

@@ -1,7 +1,7 @@
 //! The runner's operations endpoints: `/healthz`, `/readyz`, `/metrics`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +14,8 @@ use crate::metrics::Metrics;
 pub struct Ops {
     pub ready: AtomicBool,
     pub metrics: Metrics,
+    /// The store whose request counts the page shows, once it is built.
+    pub store: OnceLock<herald_store::Store>,
 }
 
 pub fn app(ops: Arc<Ops>) -> Router {
@@ -29,6 +31,9 @@ pub fn app(ops: Arc<Ops>) -> Router {
                 }
             }),
         )
-        .route("/metrics", get(|State(ops): State<Arc<Ops>>| async move { ops.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(ops): State<Arc<Ops>>| async move { ops.metrics.render(ops.store.get().map(|s| s.requests())) }),
+        )
         .with_state(ops)
 }

@@ -8,23 +8,28 @@ use herald_core::subject::source_of;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use crate::Config;
 use crate::batch::{Batch, BatchResponse, ItemFailure};
 use crate::deliver::Event;
+use crate::metrics::Stages;
+use crate::order::Gate;
 use crate::ports::{Inbox, Outbox};
-use crate::sequencer::Sequencer;
-use crate::settle::{Settle, settle};
+use crate::settle::{HOLD_GRACE, Settle, settle};
 
-/// Handles every record of `batch` concurrently; returns the records to retry.
+/// Handles every record of `batch` concurrently; returns the records to retry. `gate` lives as
+/// long as the process (a warm Lambda keeps it across invocations).
 pub async fn handle_batch<I: Inbox, O: Outbox>(
     inbox: &I,
     outbox: &O,
-    fanout_concurrency: usize,
+    config: &Config,
+    gate: &Gate,
     batch: &Batch,
 ) -> BatchResponse {
-    let sequencer = Sequencer::default();
+    let stages = Stages::default();
+    let stages = &stages;
     let work = batch.records.iter().map(|record| {
         // Taken here, in record order, so publishes keep the stream's order.
-        let ticket = sequencer.ticket();
+        let pass = gate.enter(record.seq);
         async move {
             let Ok(body) = STANDARD.decode(&record.data) else {
                 // Only a broken bridge sends this; retrying lets the deliveries bound it, and
@@ -39,15 +44,32 @@ pub async fn handle_batch<I: Inbox, O: Outbox>(
                 body: &body,
                 accepted_at,
                 stream_seq: record.seq,
+                delivered: record.delivered.max(1),
+                redrive_since: record.redrive_since_ms.map(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+                }),
             };
-            match settle(inbox, outbox, fanout_concurrency, event, record.delivered, batch.max_deliver, ticket).await {
+            let settled = settle(
+                inbox,
+                outbox,
+                config.fanout_concurrency,
+                event,
+                batch.max_deliver,
+                config.handler_deadline,
+                &pass,
+                stages,
+            )
+            .await;
+            match settled {
                 Settle::Delivered(_) => None,
                 Settle::DeadLettered { code } => {
                     info!(seq = record.seq, code, "dead-lettered");
                     None
                 }
-                Settle::Retry { error, .. } => {
+                Settle::Retry { error, delay } => {
                     warn!(seq = record.seq, error = %error.chain(), "transient failure");
+                    pass.hold(delay + HOLD_GRACE);
                     Some(record.seq)
                 }
             }

@@ -15,11 +15,11 @@ pub mod http;
 pub mod lambda;
 pub mod metrics;
 pub mod nats;
+pub mod order;
 pub mod ports;
 pub mod pull;
 pub mod redrive;
 pub mod runner;
-pub mod sequencer;
 pub mod settle;
 pub mod streams;
 

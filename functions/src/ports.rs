@@ -1,12 +1,16 @@
 //! What a function needs from the world, as traits: the inbox store and the NATS outbox.
 //!
-//! Implementations live in [`crate::dynamo`] and [`crate::nats`]; unit tests use in-memory fakes.
+//! Implementations: [`crate::dynamo`] (the `herald-store` crate) and [`crate::nats`]; unit tests use
+//! in-memory fakes.
 
 use std::collections::HashSet;
 use std::future::Future;
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use herald_core::{InvalidRequest, Notification};
+use herald_core::{Cursor, InvalidRequest};
+use time::OffsetDateTime;
 
 /// Whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,39 +59,27 @@ impl Failure {
     }
 }
 
-/// What a conditional write of a recipient's copy found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// Written now: this is the first handling for this recipient.
-    New,
-    /// Already there from an earlier delivery; `cursor` is set once it was published.
-    Exists { cursor: Option<u64> },
+impl From<herald_store::StoreError> for Failure {
+    fn from(e: herald_store::StoreError) -> Self {
+        let kind = if e.is_transient() { FailureKind::Transient } else { FailureKind::Permanent };
+        Failure { what: e.op, kind, source: e.source }
+    }
 }
 
-/// One recipient's copy, as the inbox keeps it.
-#[derive(Debug, Clone, Copy)]
-pub struct InboxItem<'a> {
-    pub user: &'a str,
-    /// The user muted this kind: the copy is kept (marked `muted`) but not published.
-    pub muted: bool,
-    pub notification: &'a Notification,
-    pub source: &'a str,
-    pub accepted_at_ms: i64,
-}
+pub use herald_store::{InsertReport, NewItem};
 
 pub trait Inbox: Send + Sync {
-    /// Writes the item unless one exists for (user, id); never overwrites (read state survives
-    /// redelivery).
-    fn put_new(&self, item: InboxItem<'_>) -> impl Future<Output = Result<Stored, Failure>> + Send;
-
-    /// Records the per-user cursor once the publish was acknowledged.
-    fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> impl Future<Output = Result<(), Failure>> + Send;
-
     /// Every member of a team, read through all pages.
     fn team_members(&self, team: &str) -> impl Future<Output = Result<Vec<String>, Failure>> + Send;
 
     /// Those of `users` who muted `kind` in their preferences.
     fn muted(&self, users: &[String], kind: &str) -> impl Future<Output = Result<HashSet<String>, Failure>> + Send;
+
+    /// Those of `users` who already have an item for notification `id` (consistent reads).
+    fn existing(&self, users: &[&str], id: &str) -> impl Future<Output = Result<HashSet<String>, Failure>> + Send;
+
+    /// Stores each copy with its cursor unless its item exists; never overwrites.
+    fn insert(&self, items: &[NewItem<'_>]) -> impl Future<Output = Result<InsertReport, Failure>> + Send;
 }
 
 /// A request that will not be delivered, with what is known of its origin and why.
@@ -103,28 +95,58 @@ pub struct DeadLetter<'a> {
     pub reason: &'a str,
     /// How many times the request was delivered before it was given up.
     pub deliveries: u64,
+    /// When `HERALD_IN` first accepted the request (Unix ms), where known: a re-drive looks for
+    /// copies published since then.
+    pub accepted_at_ms: Option<i64>,
 }
 
 impl<'a> DeadLetter<'a> {
     pub fn invalid(event_source: &'a str, body: &'a [u8], seq: u64, reason: &'a InvalidRequest, text: &'a str) -> Self {
-        DeadLetter { source: event_source, body, original_seq: seq, code: reason.code(), reason: text, deliveries: 1 }
+        DeadLetter {
+            source: event_source,
+            body,
+            original_seq: seq,
+            code: reason.code(),
+            reason: text,
+            deliveries: 1,
+            accepted_at_ms: None,
+        }
     }
 }
 
-pub trait Outbox: Send + Sync {
-    /// Resolves to the stream sequence (the cursor) once the server stored the copy, or to the
-    /// original one for a duplicate.
-    type Pending: Future<Output = Result<u64, Failure>> + Send + 'static;
+/// One recipient's copy on its way to `HERALD_USER`.
+#[derive(Debug, Clone)]
+pub struct UserCopy<'a> {
+    pub user: &'a str,
+    pub id: &'a str,
+    pub payload: Bytes,
+    pub accepted_at_ms: i64,
+    /// Sent with `Herald-Muted: 1`: it gets a cursor, gateways neither push nor replay it.
+    pub muted: bool,
+}
 
-    /// Sends a user's copy to `HERALD_USER` with `Nats-Msg-Id` = user + id, without waiting for
-    /// the server: copies sent in order on one connection are stored in that order.
-    fn send_user(
+pub trait Outbox: Send + Sync {
+    /// Resolves to the copy's cursor once the server stored it (the original one for a
+    /// duplicate inside the stream's window).
+    type Pending: Future<Output = Result<Cursor, Failure>> + Send + 'static;
+
+    /// Sends a copy to `HERALD_USER` with `Nats-Msg-Id` = user + id, without waiting for the
+    /// server: copies sent one after the other are stored in that order.
+    fn send_user(&self, copy: UserCopy<'_>) -> impl Future<Output = Result<Self::Pending, Failure>> + Send;
+
+    /// The cursor of a copy of `id` for `user` already in `HERALD_USER`, looked for among the
+    /// user's messages stored since `since`, read from the stream leader (a replica may not
+    /// have it yet); `None` when there is none.
+    fn find_user_copy(
         &self,
         user: &str,
         id: &str,
-        payload: Bytes,
-        accepted_at_ms: i64,
-    ) -> impl Future<Output = Result<Self::Pending, Failure>> + Send;
+        since: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<Cursor>, Failure>> + Send;
+
+    /// How long `HERALD_USER` deduplicates a copy's `Nats-Msg-Id`: sending a copy again within
+    /// it returns the first one's cursor.
+    fn duplicate_window(&self) -> Duration;
 
     /// Keeps a request that will not be delivered, with its reason, on `herald.dlq.<source>`.
     fn dead_letter(&self, letter: DeadLetter<'_>) -> impl Future<Output = Result<(), Failure>> + Send;

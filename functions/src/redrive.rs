@@ -18,7 +18,7 @@ use async_nats::jetstream::{
     message::PublishMessage,
 };
 use futures::StreamExt;
-use herald_core::notification::{HDR_ORIGINAL_SEQ, HDR_REDRIVE_OF, HDR_SOURCE};
+use herald_core::notification::{HDR_ACCEPTED_AT, HDR_ORIGINAL_SEQ, HDR_REDRIVE_OF, HDR_SOURCE};
 use herald_core::subject::{self, DLQ_PREFIX, DLQ_STREAM};
 
 /// Which dead letters to re-drive; `None` matches all.
@@ -107,6 +107,10 @@ pub async fn redrive(js: &jetstream::Context, filter: &Filter) -> Result<Vec<Red
                 .header(HDR_SOURCE, source.as_str());
             if let Some(seq) = original_seq {
                 publish = publish.header(HDR_REDRIVE_OF, seq.to_string().as_str());
+            }
+            // When the original was accepted: copies published since then are found, not sent again.
+            if let Some(at) = header(HDR_ACCEPTED_AT) {
+                publish = publish.header(HDR_ACCEPTED_AT, at.as_str());
             }
             let publish_err = |e: &dyn std::fmt::Display| RedriveError::Publish { dlq_seq, message: e.to_string() };
             let ack = js

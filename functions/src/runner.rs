@@ -8,12 +8,13 @@
 //! requests given up elsewhere into dead letters ([`crate::deadletters`]).
 //!
 //! Several runner processes may share the consumer: JetStream hands each message to one of
-//! them at a time, and every step of `deliver` is idempotent, so a redelivery to another
+//! them at a time, and `deliver` never publishes a copy twice, so a redelivery to another
 //! process (after a crash or an expired ack wait) stores and publishes nothing twice. Each
-//! process publishes the requests it holds in stream order ([`crate::sequencer`]); across
-//! processes, two notifications for one user that are handled at the same moment by two
-//! processes may be stored in `HERALD_USER` in either order. Every client still sees one order
-//! (the cursor's), on every device and on replay.
+//! process sends a user's copies in acceptance order ([`crate::order`]); across processes, two
+//! notifications for one user that are handled at the same moment by two processes may be
+//! stored in `HERALD_USER` in either order. Every client still sees one order (the cursor's), on
+//! every device and on replay. A handler still running after `HERALD_HANDLER_DEADLINE_SECONDS`
+//! is stopped and its request naked.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,13 +33,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::Config;
-use crate::deliver::Event;
+use crate::deliver::{Event, since_accepted};
 use crate::dynamo::{self, DynamoInbox};
 use crate::http::{self, Ops};
 use crate::nats::JetStreamOutbox;
+use crate::order::{Gate, Pass};
 use crate::ports::{Failure, Inbox, Outbox};
-use crate::sequencer::{Sequencer, Ticket};
-use crate::settle::{Settle, TERM_DEAD_LETTERED, settle};
+use crate::settle::{HOLD_GRACE, Settle, TERM_DEAD_LETTERED, settle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -49,7 +50,9 @@ pub enum RunError {
     #[error("setting up the consumer: {0}")]
     Consumer(String),
     #[error("setting up tables: {0}")]
-    Tables(#[from] Failure),
+    Tables(#[from] herald_store::StoreError),
+    #[error("reading HERALD_USER: {0}")]
+    UserStream(#[from] Failure),
     #[error("serving HTTP: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -89,10 +92,13 @@ where
     let js = jetstream::new(client.clone());
     crate::streams::ensure(&js, &config.streams).await?;
 
-    let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo);
+    let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo).with_ttl(config.inbox_ttl);
     if config.create_tables {
         inbox.ensure_tables().await?;
     }
+    let _ = ops.store.set(inbox.clone());
+    let user_outbox = JetStreamOutbox::new(js.clone());
+    user_outbox.load().await?;
     let consumer = ensure_consumer(&js, &config).await?;
     let deadletters = tokio::spawn(crate::deadletters::run(
         js.clone(),
@@ -101,14 +107,14 @@ where
         JetStreamOutbox::new(js.clone()),
         shutdown.clone(),
     ));
-    let (inbox, outbox) = wrap(inbox, JetStreamOutbox::new(js));
+    let (inbox, outbox) = wrap(inbox, user_outbox);
     ops.ready.store(true, Ordering::Relaxed);
     info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
 
     let deps = Arc::new(Deps { inbox, outbox, ops: ops.clone(), config: config.clone() });
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let sequencer = Sequencer::default();
+    let gate = Gate::default();
     while !shutdown.is_cancelled() {
         let Some(mut messages) = crate::pull::open(&consumer, config.concurrency.max(1), &shutdown, "deliver").await
         else {
@@ -126,9 +132,10 @@ where
             match next {
                 Some(Ok(message)) => {
                     let deps = deps.clone();
-                    let ticket = sequencer.ticket();
+                    // Taken in the order messages come, so a redelivery takes back its place.
+                    let pass = message.info().map(|i| gate.enter(i.stream_sequence)).ok();
                     tracker.spawn(async move {
-                        handle(&deps, message, ticket).await;
+                        handle(&deps, message, pass).await;
                         drop(permit);
                     });
                 }
@@ -180,15 +187,15 @@ pub async fn ensure_consumer(js: &jetstream::Context, config: &Config) -> Result
         .map_err(|e| RunError::Consumer(e.to_string()))
 }
 
-async fn handle<I: Inbox, O: Outbox>(deps: &Deps<I, O>, message: jetstream::Message, ticket: Ticket) {
+async fn handle<I: Inbox, O: Outbox>(deps: &Deps<I, O>, message: jetstream::Message, pass: Option<Pass>) {
     let m = &deps.ops.metrics;
     m.handled.inc();
     m.in_flight.inc();
     let started = Instant::now();
-    let (stream_seq, delivered, accepted_at) = match message.info() {
-        Ok(i) => (i.stream_sequence, i.delivered, i.published),
-        Err(e) => {
-            warn!(error = %e, "a message without JetStream metadata; terminating it");
+    let (stream_seq, delivered, accepted_at, pass) = match (message.info(), pass) {
+        (Ok(i), Some(pass)) => (i.stream_sequence, i.delivered, i.published, pass),
+        _ => {
+            warn!("a message without JetStream metadata; terminating it");
             let _ = message.ack_with(AckKind::Term).await;
             m.in_flight.dec();
             return;
@@ -199,33 +206,45 @@ async fn handle<I: Inbox, O: Outbox>(deps: &Deps<I, O>, message: jetstream::Mess
         body: &message.payload,
         accepted_at,
         stream_seq,
+        delivered: delivered.max(1) as u64,
+        redrive_since: crate::nats::redrive_since(message.headers.as_ref()),
     };
+    m.stages.fetched.observe(since_accepted(event));
     let work = settle(
         &deps.inbox,
         &deps.outbox,
         deps.config.fanout_concurrency,
         event,
-        delivered.max(1) as u64,
         deps.config.max_deliver,
-        ticket,
+        deps.config.handler_deadline,
+        &pass,
+        &m.stages,
     );
     let result = with_progress(work, &message, deps.config.ack_wait / 3).await;
     let ack = match result {
         Settle::Delivered(report) => {
+            drop(pass);
             m.delivered.inc();
+            m.recipients_total.add(report.recipients as u64);
             m.copies_stored.add(report.stored as u64);
             m.copies_published.add(report.published as u64);
             m.copies_muted.add(report.muted as u64);
+            m.copies_found.add(report.found as u64);
             m.recipients.observe(report.recipients as f64);
             debug!(seq = stream_seq, recipients = report.recipients, "delivered");
             message.double_ack().await
         }
         Settle::DeadLettered { code } => {
+            drop(pass);
             m.dead_lettered.inc();
             info!(seq = stream_seq, source = event.source, code, "dead-lettered");
             term(&message, &format!("{TERM_DEAD_LETTERED}: {code}")).await
         }
         Settle::Retry { delay, error } => {
+            pass.hold(delay + HOLD_GRACE);
+            if error.what == "handler deadline" {
+                m.deadline_exceeded.inc();
+            }
             m.retried.inc();
             warn!(seq = stream_seq, delivered, error = %error.chain(), retry_in_ms = delay.as_millis() as u64, "transient failure");
             message.ack_with(AckKind::Nak(Some(delay))).await

@@ -10,12 +10,17 @@
 use std::time::Duration;
 
 use crate::deliver::{Event, Outcome, Report, deliver};
+use crate::metrics::Stages;
+use crate::order::Pass;
 use crate::ports::{DeadLetter, Failure, Inbox, Outbox};
-use crate::sequencer::Turn;
 
 /// The reason sent with `+TERM` for a request that is already on the dead-letter stream; the
 /// advisory of that termination is then skipped, so nothing is dead-lettered twice.
 pub const TERM_DEAD_LETTERED: &str = "herald: dead-lettered";
+
+/// How long past its nak delay a failed request keeps its place for its users' copies (see
+/// [`crate::order`]): enough for the redelivery to come back to this process.
+pub const HOLD_GRACE: Duration = Duration::from_secs(5);
 
 /// Reason code of a request that failed transiently on every delivery.
 pub const CODE_MAX_DELIVERIES: &str = "max_deliveries";
@@ -32,17 +37,29 @@ pub enum Settle {
     Retry { delay: Duration, error: Failure },
 }
 
-/// One delivery, `delivered` counting from 1; `max_deliver` <= 0 means unbounded.
-pub async fn settle<I: Inbox, O: Outbox, T: Turn>(
+/// One delivery (`event.delivered` counting from 1; `max_deliver` <= 0 means unbounded),
+/// bounded by `deadline`: a handler that hangs is stopped there and retried.
+#[allow(clippy::too_many_arguments)]
+pub async fn settle<I: Inbox, O: Outbox>(
     inbox: &I,
     outbox: &O,
     fanout_concurrency: usize,
     event: Event<'_>,
-    delivered: u64,
     max_deliver: i64,
-    turn: T,
+    deadline: Duration,
+    pass: &Pass,
+    stages: &Stages,
 ) -> Settle {
-    let error = match deliver(inbox, outbox, fanout_concurrency, event, turn).await {
+    let delivered = event.delivered;
+    let work = deliver(inbox, outbox, fanout_concurrency, event, pass, stages);
+    let outcome = match tokio::time::timeout(deadline, work).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Failure::transient(
+            "handler deadline",
+            format!("not done within {deadline:?} (HERALD_HANDLER_DEADLINE_SECONDS)"),
+        )),
+    };
+    let error = match outcome {
         Ok(Outcome::Delivered(report)) => return Settle::Delivered(report),
         Ok(Outcome::DeadLettered(reason)) => {
             return Settle::DeadLettered { code: reason.code().to_owned() };
@@ -65,6 +82,7 @@ pub async fn settle<I: Inbox, O: Outbox, T: Turn>(
         code,
         reason: &reason,
         deliveries: delivered,
+        accepted_at_ms: Some((event.accepted_at.unix_timestamp_nanos() / 1_000_000) as i64),
     };
     match outbox.dead_letter(letter).await {
         Ok(()) => Settle::DeadLettered { code: code.to_owned() },

@@ -142,7 +142,7 @@ pub async fn stored_copies(stack: &Stack, id: &str) -> anyhow::Result<usize> {
         let page = stack
             .dynamo
             .scan()
-            .table_name("herald_inbox")
+            .table_name("herald_notifications")
             .filter_expression("nid = :n")
             .expression_attribute_values(":n", AttributeValue::S(id.into()))
             .select(aws_sdk_dynamodb::types::Select::Count)

@@ -329,7 +329,7 @@ impl Stack {
         let got = self
             .dynamo
             .get_item()
-            .table_name("herald_inbox")
+            .table_name("herald_notifications")
             .key("user", AttributeValue::S(user.into()))
             .key("nid", AttributeValue::S(id.into()))
             .consistent_read(true)

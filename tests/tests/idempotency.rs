@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use herald_client::Event;
+use herald_core::Cursor;
 use herald_functions::dynamo::DynamoInbox;
 use herald_functions::nats::JetStreamOutbox;
-use herald_functions::ports::{DeadLetter, Failure, Inbox, InboxItem, Outbox, Stored};
+use herald_functions::ports::{DeadLetter, Failure, Inbox, InsertReport, NewItem, Outbox, UserCopy};
 use herald_tests::stack::notification_ids;
 use herald_tests::stack::{drain_events, next_event};
 use herald_tests::{Stack, StackOptions};
@@ -78,30 +78,44 @@ impl<T> Crash<T> {
 }
 
 impl Inbox for Crash<DynamoInbox> {
-    async fn put_new(&self, item: InboxItem<'_>) -> Result<Stored, Failure> {
-        let stored = self.inner.put_new(item).await?;
-        self.maybe_crash(CrashPoint::AfterStore, &item.notification.id).await;
-        Ok(stored)
-    }
-    async fn set_cursor(&self, user: &str, id: &str, cursor: u64) -> Result<(), Failure> {
-        self.inner.set_cursor(user, id, cursor).await
-    }
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
-        self.inner.team_members(team).await
+        Inbox::team_members(&self.inner, team).await
     }
     async fn muted(&self, users: &[String], kind: &str) -> Result<std::collections::HashSet<String>, Failure> {
-        self.inner.muted(users, kind).await
+        Inbox::muted(&self.inner, users, kind).await
+    }
+    async fn existing(&self, users: &[&str], id: &str) -> Result<std::collections::HashSet<String>, Failure> {
+        Inbox::existing(&self.inner, users, id).await
+    }
+    async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
+        let done = Inbox::insert(&self.inner, items).await?;
+        if let Some(first) = items.first() {
+            self.maybe_crash(CrashPoint::AfterStore, &first.notification.id).await;
+        }
+        Ok(done)
     }
 }
 
 impl Outbox for Crash<JetStreamOutbox> {
-    type Pending = futures::future::BoxFuture<'static, Result<u64, Failure>>;
-    async fn send_user(&self, user: &str, id: &str, payload: Bytes, at: i64) -> Result<Self::Pending, Failure> {
-        let pending = self.inner.send_user(user, id, payload, at).await?;
+    type Pending = futures::future::BoxFuture<'static, Result<Cursor, Failure>>;
+    async fn send_user(&self, copy: UserCopy<'_>) -> Result<Self::Pending, Failure> {
+        let id = copy.id.to_owned();
+        let pending = self.inner.send_user(copy).await?;
         // Wait for the stream to have it, so the crash is truly after the publish.
-        let seq = pending.await?;
-        self.maybe_crash(CrashPoint::AfterPublish, id).await;
-        Ok(Box::pin(futures::future::ready(Ok(seq))))
+        let cursor = pending.await?;
+        self.maybe_crash(CrashPoint::AfterPublish, &id).await;
+        Ok(Box::pin(futures::future::ready(Ok(cursor))))
+    }
+    async fn find_user_copy(
+        &self,
+        user: &str,
+        id: &str,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<Cursor>, Failure> {
+        self.inner.find_user_copy(user, id, since).await
+    }
+    fn duplicate_window(&self) -> Duration {
+        self.inner.duplicate_window()
     }
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
         self.inner.dead_letter(letter).await

@@ -8,6 +8,7 @@ use herald_functions::batch::{Batch, BatchResponse};
 use herald_functions::dynamo::{self, DynamoInbox};
 use herald_functions::lambda::handle_batch;
 use herald_functions::nats::JetStreamOutbox;
+use herald_functions::order::Gate;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -23,13 +24,15 @@ async fn main() -> Result<(), Error> {
         .connect(&config.nats.url)
         .await?;
     let outbox = JetStreamOutbox::new(async_nats::jetstream::new(client.clone()));
-    let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo);
+    outbox.load().await?;
+    let inbox = DynamoInbox::new(dynamo::client(&config.dynamo).await, &config.dynamo).with_ttl(config.inbox_ttl);
     if config.create_tables {
         inbox.ensure_tables().await?;
     }
-    let (inbox, outbox, client, config) = (&inbox, &outbox, &client, &config);
+    let gate = Gate::default();
+    let (inbox, outbox, client, config, gate) = (&inbox, &outbox, &client, &config, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Batch>| async move {
-        let answer: BatchResponse = handle_batch(inbox, outbox, config.fanout_concurrency, &event.payload).await;
+        let answer: BatchResponse = handle_batch(inbox, outbox, config, gate, &event.payload).await;
         client.flush().await?;
         Ok::<_, Error>(answer)
     }))

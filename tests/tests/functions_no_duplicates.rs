@@ -1,0 +1,193 @@
+//! No copy is ever published twice, whatever fails in between: a DynamoDB outage longer than
+//! `HERALD_USER`'s duplicate window after the copies went out, and a re-drive of a request whose
+//! copies were published; and no head-of-line blocking: a single-user notification accepted
+//! behind a 10,000-member team is pushed long before the team is done.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use herald_client::{Event, NotificationRequest};
+use herald_functions::dynamo::DynamoInbox;
+use herald_functions::ports::{Failure, Inbox, InsertReport, NewItem};
+use herald_functions::redrive::{Filter, redrive};
+use herald_tests::procs::{eventually, stored_copies};
+use herald_tests::stack::{drain_events, notification_ids, request};
+use herald_tests::{Stack, StackOptions};
+use tokio::sync::oneshot;
+
+/// The real store, except that the first insert of `id` waits for the test (which stops the
+/// store meanwhile), and inserts of `id` fail while `broken` is set.
+struct Interfere {
+    inner: DynamoInbox,
+    id: &'static str,
+    at_first_insert: std::sync::Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+    broken: Arc<AtomicBool>,
+}
+
+impl Inbox for Interfere {
+    async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
+        Inbox::team_members(&self.inner, team).await
+    }
+    async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
+        Inbox::muted(&self.inner, users, kind).await
+    }
+    async fn existing(&self, users: &[&str], id: &str) -> Result<HashSet<String>, Failure> {
+        Inbox::existing(&self.inner, users, id).await
+    }
+    async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
+        if items.first().is_some_and(|i| i.notification.id == self.id) {
+            let first = self.at_first_insert.lock().unwrap().take();
+            if let Some((reached, go)) = first {
+                let _ = reached.send(());
+                let _ = go.await;
+            }
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(Failure::transient("insert", "broken by the test"));
+            }
+        }
+        Inbox::insert(&self.inner, items).await
+    }
+}
+
+fn short_window(extra: &[(&str, &str)]) -> StackOptions {
+    let mut env = vec![("HERALD_USER_DUPLICATE_WINDOW_SECONDS".to_owned(), "2".to_owned())];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    StackOptions { start_runner: false, env, ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_store_outage_longer_than_the_duplicate_window_publishes_nothing_twice() -> anyhow::Result<()> {
+    let mut stack = Stack::start(short_window(&[])).await?;
+    let (reached_tx, reached) = oneshot::channel();
+    let (go, go_rx) = oneshot::channel();
+    stack
+        .start_runner_with(move |inbox, outbox| {
+            let inbox = Interfere {
+                inner: inbox,
+                id: "outage",
+                at_first_insert: std::sync::Mutex::new(Some((reached_tx, go_rx))),
+                broken: Arc::new(AtomicBool::new(false)),
+            };
+            (inbox, outbox)
+        })
+        .await?;
+    let mut a = stack.connect("out-a", None).await?;
+    stack.publish("outage", &["out-a", "out-b"]).await?;
+    // Published, not yet stored: the store goes away for longer than the window.
+    tokio::time::timeout(Duration::from_secs(10), reached).await??;
+    stack.dynalite.stop();
+    let _ = go.send(());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stack.dynalite.resume()?;
+
+    eventually(Duration::from_secs(30), || async { Ok(stack.stored("out-b", "outage").await? == 1) }).await?;
+    assert_eq!(stack.stored("out-a", "outage").await?, 1);
+    for u in ["out-a", "out-b"] {
+        assert_eq!(stack.stream_count(u).await?, 1, "{u}: one copy in HERALD_USER");
+    }
+    let got = notification_ids(&drain_events(&mut a, Duration::from_secs(1)).await);
+    assert_eq!(got, ["outage"], "pushed once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redrive_of_a_request_whose_copies_were_published_publishes_nothing_twice() -> anyhow::Result<()> {
+    let mut stack = Stack::start(short_window(&[("HERALD_MAX_DELIVER", "2")])).await?;
+    let broken = Arc::new(AtomicBool::new(true));
+    let flag = broken.clone();
+    stack
+        .start_runner_with(move |inbox, outbox| {
+            let inbox = Interfere {
+                inner: inbox,
+                id: "redrive-me",
+                at_first_insert: std::sync::Mutex::new(None),
+                broken: flag,
+            };
+            (inbox, outbox)
+        })
+        .await?;
+    let mut u = stack.connect("rd-a", None).await?;
+    stack.publish("redrive-me", &["rd-a", "rd-b"]).await?;
+    let dlq = stack.js.get_stream("HERALD_DLQ").await?;
+    eventually(Duration::from_secs(20), || async { Ok(dlq.clone().info().await?.state.messages == 1) }).await?;
+    assert_eq!(stored_copies(&stack, "redrive-me").await?, 0, "nothing stored");
+    assert_eq!(stack.stream_count("rd-b").await?, 1, "but published");
+
+    // The fix, past the window; then the re-drive.
+    broken.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let done = redrive(&stack.js, &Filter { source: Some("test".into()), original_seq: None }).await?;
+    assert_eq!(done.len(), 1);
+    eventually(Duration::from_secs(20), || async { Ok(stored_copies(&stack, "redrive-me").await? == 2) }).await?;
+    for user in ["rd-a", "rd-b"] {
+        assert_eq!(stack.stream_count(user).await?, 1, "{user}: one copy in HERALD_USER");
+    }
+    let got = notification_ids(&drain_events(&mut u, Duration::from_secs(1)).await);
+    assert_eq!(got, ["redrive-me"], "pushed once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_single_user_notification_passes_a_10000_member_team() -> anyhow::Result<()> {
+    const MEMBERS: usize = 10_000;
+    let stack = Stack::start(StackOptions::default()).await?;
+    let members: Vec<String> = (0..MEMBERS).map(|i| format!("crowd-{i:05}")).collect();
+    stack.inbox().add_members("crowd", &members).await?;
+    let mut solo = stack.connect("solo", None).await?;
+
+    let started = Instant::now();
+    let mut team = request("crowd-news", &[]);
+    team.recipients.teams = vec!["crowd".into()];
+    stack.publisher.publish("test", &team).await?;
+    // Accepted once the team is on its way.
+    eventually(Duration::from_secs(30), || async { Ok(stack.stream_count("crowd-00000").await? == 1) }).await?;
+    let sent = Instant::now();
+    stack.publisher.publish("test", &request("just-you", &["solo"])).await?;
+    let first = tokio::time::timeout(Duration::from_secs(60), solo.next()).await?;
+    let solo_latency = sent.elapsed();
+    assert!(
+        matches!(&first, Ok(Event::Notification { notification, .. }) if notification.id == "just-you"),
+        "{first:?}"
+    );
+    eventually(Duration::from_secs(120), || async { Ok(stored_copies(&stack, "crowd-news").await? == MEMBERS) })
+        .await?;
+    let team_total = started.elapsed();
+    eprintln!("single user pushed in {solo_latency:?}; the team stored in {team_total:?}");
+    assert!(solo_latency * 4 < team_total, "{solo_latency:?} is not well under the team's {team_total:?}");
+    Ok(())
+}
+
+/// A notification of a kind the user muted has a cursor in HERALD_USER and in the inbox, and is
+/// neither pushed nor replayed.
+#[tokio::test]
+async fn a_muted_copy_has_a_cursor_and_is_not_pushed() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions::default()).await?;
+    stack.inbox().set_muted_kinds("hush", &["promo".to_owned()]).await?;
+    let mut c = stack.connect("hush", None).await?;
+    let mut promo: NotificationRequest = request("promo-9", &["hush"]);
+    promo.kind = "promo".into();
+    stack.publisher.publish("test", &promo).await?;
+    stack.publish("after-9", &["hush"]).await?;
+    assert_eq!(notification_ids(&drain_events(&mut c, Duration::from_millis(1500)).await), ["after-9"]);
+    eventually(Duration::from_secs(10), || async { Ok(stack.stored("hush", "promo-9").await? == 1) }).await?;
+    let item = stack
+        .dynamo
+        .get_item()
+        .table_name("herald_notifications")
+        .key("user", aws_sdk_dynamodb::types::AttributeValue::S("hush".into()))
+        .key("nid", aws_sdk_dynamodb::types::AttributeValue::S("promo-9".into()))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .expect("stored");
+    assert!(item.get("cursor").and_then(|v| v.as_n().ok()).is_some(), "a cursor: {item:?}");
+    assert_eq!(item.get("read").and_then(|v| v.as_bool().ok()), Some(&true));
+    assert_eq!(stack.stream_count("hush").await?, 2, "the muted copy is in HERALD_USER too");
+    // Replay from the start skips it as well.
+    let mut again = stack.connect("hush", Some("0")).await?;
+    assert_eq!(notification_ids(&drain_events(&mut again, Duration::from_millis(1500)).await), ["after-9"]);
+    Ok(())
+}
