@@ -48,6 +48,10 @@ pub struct Config {
     pub live_ping_deadline: Duration,
     /// The HTTP API: service tokens, per-user and per-service limits.
     pub api: crate::api::ApiConfig,
+    /// Serve the demo inbox page at `/` (`HERALD_DEMO`).
+    pub demo: bool,
+    /// Development only: the demo page may mint tokens for any user (`HERALD_DEV_TOKENS`).
+    pub dev_tokens: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +90,16 @@ pub struct Limits {
 
 fn bad(name: &str, message: impl Into<String>) -> ConfigError {
     ConfigError { name: name.into(), message: message.into() }
+}
+
+/// A switch: `1`/`true`/`yes` or `0`/`false`/`no` (unset: off).
+fn flag(v: &Vars, name: &str) -> Result<bool, ConfigError> {
+    match v.get(name).map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(s) if matches!(s.as_str(), "1" | "true" | "yes") => Ok(true),
+        Some(s) if matches!(s.as_str(), "" | "0" | "false" | "no") => Ok(false),
+        Some(s) => Err(bad(name, format!("{s:?}: use 1 or 0"))),
+    }
 }
 
 impl Config {
@@ -147,6 +161,8 @@ impl Config {
             live_ping_interval: v.seconds("HERALD_LIVE_PING_SECONDS", Duration::from_secs(2))?,
             live_ping_deadline: v.seconds("HERALD_LIVE_PING_DEADLINE_SECONDS", Duration::from_secs(5))?,
             api: crate::api::ApiConfig::from_vars(v)?,
+            demo: flag(v, "HERALD_DEMO")?,
+            dev_tokens: flag(v, "HERALD_DEV_TOKENS")?,
         })
     }
 }

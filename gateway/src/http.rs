@@ -46,8 +46,8 @@ impl IntoResponse for ApiError {
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/ws", get(ws))
+    let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
+    demo.route("/v1/ws", get(ws))
         .route("/v1/admin/revocations", get(admin::list).post(admin::revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

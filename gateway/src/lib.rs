@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod events;
 pub mod http;
 pub mod keys;

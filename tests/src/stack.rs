@@ -251,8 +251,36 @@ impl Stack {
 
     /// Starts one more gateway; returns its index.
     pub async fn start_gateway(&mut self) -> anyhow::Result<usize> {
-        let config = herald_gateway::Config::from_vars(&self.gateway_vars())?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let task = self.spawn_gateway(listener).await?;
+        self.gateways.push(task);
+        Ok(self.gateways.len() - 1)
+    }
+
+    /// Kills gateway `i` as `kill -9` would and starts a new one on the same address.
+    pub async fn restart_gateway(&mut self, i: usize) -> anyhow::Result<()> {
+        let addr = self.gateways[i].0.clone();
+        let (_, task) = std::mem::replace(&mut self.gateways[i], (addr.clone(), Task::spawn("none", |_| async {})));
+        task.kill().await;
+        // The old sockets may hold the port for a moment.
+        let mut tries = 0;
+        let listener = loop {
+            match std::net::TcpListener::bind(&addr) {
+                Ok(l) => break l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "rebinding the gateway's address");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.gateways[i] = self.spawn_gateway(listener).await?;
+        Ok(())
+    }
+
+    async fn spawn_gateway(&self, listener: std::net::TcpListener) -> anyhow::Result<(String, Task)> {
+        let config = herald_gateway::Config::from_vars(&self.gateway_vars())?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let task = Task::spawn("gateway", move |token| async move {
@@ -262,8 +290,7 @@ impl Stack {
             }
         });
         wait_ready(&format!("http://{addr}/readyz")).await.context("gateway did not become ready")?;
-        self.gateways.push((addr.to_string(), task));
-        Ok(self.gateways.len() - 1)
+        Ok((addr.to_string(), task))
     }
 
     pub fn gateway_addr(&self, i: usize) -> &str {

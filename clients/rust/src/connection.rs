@@ -40,8 +40,11 @@ pub enum Event {
     TokenExpiring {
         expires_at: u64,
     },
+    /// `read: false` when the ids were marked unread; `ids: ["*"]` after read-all.
     Read {
         ids: Vec<String>,
+        #[serde(default = "yes")]
+        read: bool,
     },
     Unread {
         count: u64,
@@ -180,8 +183,12 @@ impl Connection {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Whether cursor `a` comes after `b` (decimal sequences: longer is larger, else by text).
-fn newer(a: &str, b: &str) -> bool {
+pub(crate) fn newer(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
 }
 

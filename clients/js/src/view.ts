@@ -1,0 +1,126 @@
+//! A live inbox for a page: the first pages over HTTP, kept current by the socket's
+//! `notification`, `read`, `unread` and `reset` frames. Each notification is shown once, by id,
+//! however many times it reaches the tab (HTTP page, replay, a relay from the leader tab).
+
+import type { HeraldClient } from "./client.js";
+import type { InboxItem, Notification } from "./protocol.js";
+import { cursorAfter } from "./protocol.js";
+
+export class InboxView {
+  /** Newest first; archived items are left out. */
+  items: InboxItem[] = [];
+  unread = 0;
+  next: string | null = null;
+  muted: string[] = [];
+  loaded = false;
+  private readonly listeners = new Set<() => void>();
+  private readonly offs: Array<() => void> = [];
+
+  constructor(
+    private readonly client: HeraldClient,
+    private readonly pageSize = 20,
+  ) {
+    this.offs.push(
+      client.on("notification", (n, meta) => this.add({ cursor: meta.cursor, notification: n })),
+      client.on("unread", (count) => this.set(() => (this.unread = count))),
+      client.on("read", (ids, read) => this.set(() => this.markLocal(ids, read))),
+      client.on("reset", () => void this.load()),
+    );
+  }
+
+  /** Calls `cb` after every change; returns how to stop. */
+  onChange(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /** (Re)loads the first page, the unread count and the preferences. */
+  async load(): Promise<void> {
+    const api = this.client.inbox;
+    const [page, unread, prefs] = await Promise.all([
+      api.list({ limit: this.pageSize }),
+      api.unreadCount(),
+      api.preferences().catch(() => ({ muted_kinds: [] as string[] })),
+    ]);
+    this.set(() => {
+      // Live notifications that arrived meanwhile and are newer than the page stay.
+      const newest = page.items[0]?.cursor;
+      const fresher = this.items.filter((i) => newest == null || cursorAfter(i.cursor, newest));
+      this.items = [];
+      for (const i of [...fresher, ...page.items]) this.insert(i);
+      this.next = page.next;
+      this.unread = unread;
+      this.muted = prefs.muted_kinds;
+      this.loaded = true;
+    });
+  }
+
+  async more(): Promise<void> {
+    if (!this.next) return;
+    const page = await this.client.inbox.list({ limit: this.pageSize, before: this.next });
+    this.set(() => {
+      for (const i of page.items) this.insert(i);
+      this.next = page.next;
+    });
+  }
+
+  async markRead(id: string): Promise<void> {
+    this.set(() => this.markLocal([id], true));
+    const r = await this.client.inbox.read(id);
+    this.set(() => (this.unread = r.unread));
+  }
+
+  async markUnread(id: string): Promise<void> {
+    this.set(() => this.markLocal([id], false));
+    const r = await this.client.inbox.unread(id);
+    this.set(() => (this.unread = r.unread));
+  }
+
+  async archive(id: string): Promise<void> {
+    this.set(() => (this.items = this.items.filter((i) => i.notification.id !== id)));
+    const r = await this.client.inbox.archive(id);
+    this.set(() => (this.unread = r.unread));
+  }
+
+  async readAll(): Promise<void> {
+    this.set(() => this.markLocal(["*"], true));
+    const r = await this.client.inbox.readAll();
+    this.set(() => (this.unread = r.unread));
+  }
+
+  async setMuted(kinds: string[]): Promise<void> {
+    const p = await this.client.inbox.setPreferences({ muted_kinds: kinds });
+    this.set(() => (this.muted = p.muted_kinds));
+  }
+
+  close(): void {
+    for (const off of this.offs) off();
+    this.listeners.clear();
+  }
+
+  private add(item: InboxItem): void {
+    this.set(() => this.insert(item));
+  }
+
+  /** Inserts in cursor order unless the id is already shown. */
+  private insert(item: InboxItem): void {
+    if (this.items.some((i) => i.notification.id === item.notification.id)) return;
+    const at = this.items.findIndex((i) => cursorAfter(item.cursor, i.cursor));
+    if (at < 0) this.items.push(item);
+    else this.items.splice(at, 0, item);
+  }
+
+  private markLocal(ids: string[], read: boolean): void {
+    const all = ids.includes("*");
+    this.items = this.items.map((i) =>
+      all || ids.includes(i.notification.id)
+        ? { ...i, notification: { ...i.notification, read } as Notification }
+        : i,
+    );
+  }
+
+  private set(change: () => void): void {
+    change();
+    for (const cb of this.listeners) cb();
+  }
+}
