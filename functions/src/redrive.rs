@@ -51,6 +51,15 @@ pub enum RedriveError {
 /// Re-drives the matching dead letters; returns what was re-driven, oldest first. Dead letters
 /// whose source is unknown (`_invalid`, `_unknown`) stay where they are.
 pub async fn redrive(js: &jetstream::Context, filter: &Filter) -> Result<Vec<Redriven>, RedriveError> {
+    redrive_with_progress(js, filter, |_| {}).await
+}
+
+/// [`redrive`], calling `progress` after each dead letter is re-driven (for a progress line).
+pub async fn redrive_with_progress(
+    js: &jetstream::Context,
+    filter: &Filter,
+    mut progress: impl FnMut(&Redriven),
+) -> Result<Vec<Redriven>, RedriveError> {
     let read = |e: &dyn std::fmt::Display| RedriveError::Read(e.to_string());
     let mut dlq = js.get_stream(DLQ_STREAM).await.map_err(|e| read(&e))?;
     let last = dlq.info().await.map_err(|e| read(&e))?.state.last_sequence;
@@ -120,7 +129,9 @@ pub async fn redrive(js: &jetstream::Context, filter: &Filter) -> Result<Vec<Red
                 .await
                 .map_err(|e| publish_err(&e))?;
             dlq.delete_message(dlq_seq).await.map_err(|e| RedriveError::Remove { dlq_seq, message: e.to_string() })?;
-            done.push(Redriven { dlq_seq, original_seq, source, new_seq: ack.sequence });
+            let r = Redriven { dlq_seq, original_seq, source, new_seq: ack.sequence };
+            progress(&r);
+            done.push(r);
         }
         if !any {
             break;

@@ -259,9 +259,20 @@ impl Stack {
 
     /// Kills gateway `i` as `kill -9` would and starts a new one on the same address.
     pub async fn restart_gateway(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill_gateway(i).await;
+        self.revive_gateway(i).await
+    }
+
+    /// Kills gateway `i` as `kill -9` would; [`Stack::revive_gateway`] starts it again.
+    pub async fn kill_gateway(&mut self, i: usize) {
         let addr = self.gateways[i].0.clone();
-        let (_, task) = std::mem::replace(&mut self.gateways[i], (addr.clone(), Task::spawn("none", |_| async {})));
+        let (_, task) = std::mem::replace(&mut self.gateways[i], (addr, Task::spawn("killed", |_| async {})));
         task.kill().await;
+    }
+
+    /// Starts a gateway again on the address of gateway `i`.
+    pub async fn revive_gateway(&mut self, i: usize) -> anyhow::Result<()> {
+        let addr = self.gateways[i].0.clone();
         // The old sockets may hold the port for a moment.
         let mut tries = 0;
         let listener = loop {

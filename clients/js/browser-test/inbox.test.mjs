@@ -120,9 +120,9 @@ test("the gateway is killed and restarted: nothing lost, nothing twice", async (
   const page = await open(context, "b-kill");
   await stack.publish("k-0", ["b-kill"]);
   await page.waitForSelector('li.item[data-id="k-0"]');
-  const restart = stack.restart();
+  await stack.kill();
   for (let i = 1; i <= 5; i++) await stack.publish(`k-${i}`, ["b-kill"]);
-  await restart;
+  await stack.start();
   for (let i = 6; i <= 8; i++) await stack.publish(`k-${i}`, ["b-kill"]);
   await page.waitForSelector('li.item[data-id="k-8"]', { timeout: 20_000 });
   await page.waitForTimeout(300);

@@ -13,6 +13,8 @@ export interface ClientOptions {
     /** Share one socket among the tabs of this browser (default: where supported). */
     share?: boolean;
     backoff?: BackoffOptions;
+    /** A socket not welcomed within this is abandoned and retried (default 10 000 ms). */
+    openTimeoutMs?: number;
     /** Defaults to `localStorage` where there is one, else memory. */
     storage?: KeyValue | null;
     /** Defaults to the global `WebSocket`. */

@@ -70,6 +70,7 @@ export class HeraldClient {
             token: this.opts.token,
             cursor: cursorStore(`${group}:cursor`, this.opts.storage),
             backoff: this.opts.backoff,
+            openTimeoutMs: this.opts.openTimeoutMs,
             socket: this.opts.socket,
             onFrame: (frame) => {
                 this.tab?.post({ t: "frame", frame });

@@ -27,6 +27,9 @@ export interface ConnectionOptions {
     token: TokenProvider;
     cursor: CursorStore;
     backoff?: BackoffOptions;
+    /** A socket not welcomed within this is abandoned and retried (default 10 000 ms): a
+     * half-open connection or a server that accepts and never answers must not hang the client. */
+    openTimeoutMs?: number;
     socket?: SocketFactory;
     /** Every frame the application should see (notifications already deduplicated). */
     onFrame(frame: ServerFrame): void;
@@ -47,6 +50,7 @@ export declare class Connection {
     private plannedDelay;
     /** The newest cursor handled on any socket of this connection. */
     private last;
+    private welcomed;
     /** Counts sockets opened, for tests and the connection indicator. */
     opened: number;
     refreshed: number;

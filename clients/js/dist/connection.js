@@ -14,6 +14,7 @@ export class Connection {
     plannedDelay = null;
     /** The newest cursor handled on any socket of this connection. */
     last;
+    welcomed = () => { };
     /** Counts sockets opened, for tests and the connection indicator. */
     opened = 0;
     refreshed = 0;
@@ -31,6 +32,7 @@ export class Connection {
     /** Closes with 1000 and stays closed. */
     stop() {
         this.stopped = true;
+        this.welcomed();
         if (this.timer)
             clearTimeout(this.timer);
         this.timer = null;
@@ -77,6 +79,21 @@ export class Connection {
         }
         this.ws = ws;
         this.opened += 1;
+        const abandon = setTimeout(() => {
+            if (this.ws !== ws)
+                return;
+            this.ws = null;
+            ws.onclose = null;
+            ws.onmessage = null;
+            try {
+                ws.close();
+            }
+            catch {
+                // Not open yet.
+            }
+            this.closed(0, "no welcome in time");
+        }, this.opts.openTimeoutMs ?? 10_000);
+        this.welcomed = () => clearTimeout(abandon);
         ws.onopen = () => {
             const cursor = this.last ?? this.opts.cursor.get();
             ws.send(JSON.stringify({ type: "hello", token, cursor: cursor ?? null }));
@@ -97,6 +114,7 @@ export class Connection {
             // onclose follows with the code.
         };
         ws.onclose = (ev) => {
+            clearTimeout(abandon);
             if (this.ws !== ws)
                 return;
             this.ws = null;
@@ -106,6 +124,7 @@ export class Connection {
     handle(frame) {
         switch (frame.type) {
             case "welcome":
+                this.welcomed();
                 this.needFreshToken = false;
                 this.backoff.reset();
                 // A first connection starts here: resuming from it after a drop misses nothing.

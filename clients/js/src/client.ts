@@ -18,6 +18,8 @@ export interface ClientOptions {
   /** Share one socket among the tabs of this browser (default: where supported). */
   share?: boolean;
   backoff?: BackoffOptions;
+  /** A socket not welcomed within this is abandoned and retried (default 10 000 ms). */
+  openTimeoutMs?: number;
   /** Defaults to `localStorage` where there is one, else memory. */
   storage?: KeyValue | null;
   /** Defaults to the global `WebSocket`. */
@@ -113,6 +115,7 @@ export class HeraldClient {
       token: this.opts.token,
       cursor: cursorStore(`${group}:cursor`, this.opts.storage),
       backoff: this.opts.backoff,
+      openTimeoutMs: this.opts.openTimeoutMs,
       socket: this.opts.socket,
       onFrame: (frame) => {
         this.tab?.post({ t: "frame", frame });

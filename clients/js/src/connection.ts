@@ -28,6 +28,9 @@ export interface ConnectionOptions {
   token: TokenProvider;
   cursor: CursorStore;
   backoff?: BackoffOptions;
+  /** A socket not welcomed within this is abandoned and retried (default 10 000 ms): a
+   * half-open connection or a server that accepts and never answers must not hang the client. */
+  openTimeoutMs?: number;
   socket?: SocketFactory;
   /** Every frame the application should see (notifications already deduplicated). */
   onFrame(frame: ServerFrame): void;
@@ -44,6 +47,7 @@ export class Connection {
   private plannedDelay: number | null = null;
   /** The newest cursor handled on any socket of this connection. */
   private last: string | null;
+  private welcomed: () => void = () => {};
   /** Counts sockets opened, for tests and the connection indicator. */
   opened = 0;
   refreshed = 0;
@@ -62,6 +66,7 @@ export class Connection {
   /** Closes with 1000 and stays closed. */
   stop(): void {
     this.stopped = true;
+    this.welcomed();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const ws = this.ws;
@@ -104,6 +109,19 @@ export class Connection {
     }
     this.ws = ws;
     this.opened += 1;
+    const abandon = setTimeout(() => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      ws.onclose = null;
+      ws.onmessage = null;
+      try {
+        ws.close();
+      } catch {
+        // Not open yet.
+      }
+      this.closed(0, "no welcome in time");
+    }, this.opts.openTimeoutMs ?? 10_000);
+    this.welcomed = () => clearTimeout(abandon);
     ws.onopen = () => {
       const cursor = this.last ?? this.opts.cursor.get();
       ws.send(JSON.stringify({ type: "hello", token, cursor: cursor ?? null }));
@@ -122,6 +140,7 @@ export class Connection {
       // onclose follows with the code.
     };
     ws.onclose = (ev) => {
+      clearTimeout(abandon);
       if (this.ws !== ws) return;
       this.ws = null;
       this.closed(ev.code, ev.reason);
@@ -131,6 +150,7 @@ export class Connection {
   private handle(frame: ServerFrame): void {
     switch (frame.type) {
       case "welcome":
+        this.welcomed();
         this.needFreshToken = false;
         this.backoff.reset();
         // A first connection starts here: resuming from it after a drop misses nothing.

@@ -1,7 +1,7 @@
 // The client against a real gateway (started by stack.mjs): live delivery, resume from the cursor
 // across a gateway kill, in-band refresh, 4001 and 4003, and the inbox API.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 
 import { HeraldClient, InboxView } from "../dist/index.js";
 import { startStack, until } from "../testing/stack.mjs";
@@ -13,6 +13,11 @@ before(async () => {
 after(async () => {
   await stack?.stop();
 });
+/** Clients and views of the running test, stopped after it whatever happens. */
+const running = [];
+afterEach(() => {
+  for (const x of running.splice(0)) (x.stop ?? x.close).call(x);
+});
 
 /** A client with in-memory storage that records what it emits. */
 function client(user, opts = {}) {
@@ -20,7 +25,8 @@ function client(user, opts = {}) {
   const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
   const calls = [];
   const token = opts.token ?? (({ fresh }) => (calls.push(fresh), stack.token(user)));
-  const c = new HeraldClient({ url: stack.http, user, token, storage, share: false, backoff: { baseMs: 50, maxMs: 500 } });
+  const c = new HeraldClient({ url: stack.http, user, token, storage, share: false, backoff: { baseMs: 50, maxMs: 500 }, openTimeoutMs: 2000 });
+  running.push(c);
   const seen = [];
   const statuses = [];
   c.on("notification", (n, meta) => seen.push({ id: n.id, cursor: meta.cursor, replay: meta.replay }));
@@ -45,9 +51,9 @@ test("a gateway killed and restarted: everything published meanwhile arrives onc
   await until(() => c.status === "open", 10_000, "open");
   await stack.publish("r-0", ["js-restart"]);
   await until(() => seen.length === 1, 10_000, "r-0");
-  const restarting = stack.restart();
+  await stack.kill();
   for (let i = 1; i <= 5; i++) await stack.publish(`r-${i}`, ["js-restart"]);
-  await restarting;
+  await stack.start();
   for (let i = 6; i <= 8; i++) await stack.publish(`r-${i}`, ["js-restart"]);
   await until(() => seen.length >= 9, 20_000, "all nine");
   await new Promise((r) => setTimeout(r, 500));
@@ -114,6 +120,7 @@ test("the inbox API and the view stay in sync with read and unread frames", asyn
   const b = client("js-inbox");
   const va = new InboxView(a.c);
   const vb = new InboxView(b.c);
+  running.push(va, vb);
   a.c.start();
   b.c.start();
   await until(() => a.c.status === "open" && b.c.status === "open", 10_000, "open");

@@ -1,4 +1,4 @@
-// Starts a real Herald (nats-server, dynalite, the functions runner, a gateway) through the Rust
+// Starts a real Herald (nats-server, the local DynamoDB-API server, the functions runner, a gateway) through the Rust
 // harness binary `herald-stack`, and talks to it: publish, restart the gateway, mint tokens.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -23,7 +23,7 @@ export async function startStack(env = {}) {
     stdio: ["pipe", "pipe", "inherit"],
     env: {
       HERALD_NATS_SERVER: join(root, ".tools/py/bin/nats-server"),
-      HERALD_DYNALITE: join(root, ".tools/dynalite/node_modules/.bin/dynalite"),
+      HERALD_DYNOXIDE: join(root, ".tools/dynoxide/bin/dynoxide"),
       ...process.env,
     },
   });
@@ -51,8 +51,10 @@ export async function startStack(env = {}) {
     /** Publishes a request through JetStream (source `demo`). */
     publish: (id, users, extra = {}) =>
       command(`publish ${JSON.stringify({ id, recipients: { users }, kind: "test", title: `title of ${id}`, ...extra })}`),
-    /** Kills the gateway (as kill -9 would) and starts a new one on the same port. */
-    restart: () => command("restart"),
+    /** Kills the gateway, as kill -9 would. */
+    kill: () => command("kill"),
+    /** Starts the gateway again on the same port. */
+    start: () => command("start"),
     token: (user, ttlSeconds = 3600) => sign(info.secret, info.audience, user, ttlSeconds),
     async metric(name) {
       const text = await (await fetch(`${info.http}/metrics`)).text();

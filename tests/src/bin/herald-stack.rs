@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! publish {"id": …, "recipients": …, "kind": …, "title": …}   → {"ok": true, "sequence": n}
-//! restart                                                       → {"ok": true}  (kill -9, same port)
+//! kill                                                          → {"ok": true}  (the gateway, as kill -9)
+//! start                                                         → {"ok": true}  (again, same port)
 //! ```
 //!
 //! Everything stops when stdin closes. `--env NAME=VALUE` (repeatable) adds gateway settings.
@@ -49,7 +50,11 @@ async fn main() -> anyhow::Result<()> {
                 },
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             },
-            "restart" => match stack.restart_gateway(0).await {
+            "kill" => {
+                stack.kill_gateway(0).await;
+                json!({"ok": true})
+            }
+            "start" => match stack.revive_gateway(0).await {
                 Ok(()) => json!({"ok": true}),
                 Err(e) => json!({"ok": false, "error": e.to_string()}),
             },
