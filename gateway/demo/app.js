@@ -82,7 +82,11 @@ function start(user, token) {
   });
   view.onChange(() => render(view, ui));
   client.start();
-  view.load().catch((e) => toast(`Could not load the inbox: ${e.message}`));
+  view.load().catch((e) => {
+    // Live delivery goes on without the history (a gateway without the inbox API, a blip).
+    ui.loadError = e.status === 404 ? "Live notifications (this gateway keeps no inbox history)" : `Inbox history unavailable: ${e.message}`;
+    render(view, ui);
+  });
 
   $("read-all").onclick = () => view.readAll().catch((e) => toast(e.message));
   $("more").onclick = () => view.more().catch((e) => toast(e.message));
@@ -129,13 +133,13 @@ function render(view, ui) {
     ? view.unread
       ? `${view.unread} unread`
       : "Everything read"
-    : "Loading…";
+    : (ui.loadError ?? "Loading…");
   $("read-all").disabled = view.unread === 0;
 
   const items = view.items.filter((i) => ui.filter === "all" || !i.notification.read);
   const list = $("list");
   list.replaceChildren(...items.map((i) => row(view, ui, i)));
-  $("empty").hidden = items.length > 0 || !view.loaded;
+  $("empty").hidden = items.length > 0 || !(view.loaded || ui.loadError);
   $("more").hidden = !view.next;
   renderKinds(view);
 }

@@ -51,7 +51,7 @@ async fn publish_and_listen_from_the_cli() -> anyhow::Result<()> {
             .output()?
             .stdout,
     )?;
-    let mut listen = tokio::process::Command::new(bin_path("herald")?)
+    let listen = tokio::process::Command::new(bin_path("herald")?)
         .args(["listen", "--url", &stack.ws_url(0), "--count", "2"])
         .env("HERALD_TOKEN", token.trim())
         .stdout(Stdio::piped())

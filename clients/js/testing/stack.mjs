@@ -56,6 +56,11 @@ export async function startStack(env = {}) {
     /** Starts the gateway again on the same port. */
     start: () => command("start"),
     token: (user, ttlSeconds = 3600) => sign(info.secret, info.audience, user, ttlSeconds),
+    /** Whether this gateway serves the inbox API (CONTRACT §4). */
+    async hasInbox() {
+      const res = await fetch(`${info.http}/v1/inbox`, { headers: { authorization: `Bearer ${sign(info.secret, info.audience, "probe", 60)}` } });
+      return res.status !== 404;
+    },
     async metric(name) {
       const text = await (await fetch(`${info.http}/metrics`)).text();
       const line = text.split("\n").find((l) => l.startsWith(`${name} `));
