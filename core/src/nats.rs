@@ -11,6 +11,12 @@ pub fn options(url: &str) -> async_nats::ConnectOptions {
     }
 }
 
+/// Every server of a comma-separated list (async-nats parses a string as one server only);
+/// connect with this and [`options`] of the same string.
+pub fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, std::io::Error> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::parse).collect()
+}
+
 /// `(user, Some(password))`, `(token, None)`, or `None` when the URL has no user part. With
 /// several comma-separated URLs, the first one's credentials count.
 fn credentials(url: &str) -> Option<(String, Option<String>)> {
@@ -48,5 +54,6 @@ mod tests {
         assert_eq!(credentials("tls://tok@h:4222,tls://tok@g:4222"), Some(("tok".into(), None)));
         assert_eq!(redacted("nats://gw:s3cr3t@h:4222"), "nats://***@h:4222");
         assert_eq!(redacted("nats://h:4222"), "nats://h:4222");
+        assert_eq!(servers("nats://a:1, nats://u:p@b:2").unwrap().len(), 2);
     }
 }

@@ -47,6 +47,8 @@ pub enum RunError {
     Api(#[from] api::SharedError),
     #[error("serving HTTP: {0}")]
     Http(#[from] std::io::Error),
+    #[error("HERALD_NATS_URL: {0}")]
+    NatsUrl(std::io::Error),
 }
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
@@ -59,7 +61,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         .custom_inbox_prefix(herald_core::subject::GATEWAY_INBOX_PREFIX)
         .retry_on_initial_connect()
         .subscription_capacity(1024)
-        .connect(&config.nats.url)
+        // A frozen server or a half-open connection is noticed within a few pings, not minutes.
+        .ping_interval(config.live_ping_interval.max(Duration::from_secs(1)))
+        .connect(herald_core::nats::servers(&config.nats.url).map_err(RunError::NatsUrl)?)
         .await?;
     let background = CancellationToken::new();
     let live_config = live::LiveConfig {

@@ -33,11 +33,11 @@ pub struct Entry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("direct get request failed: {0}")]
+    #[error("stream read failed: {0}")]
     Request(String),
-    #[error("direct get timed out")]
+    #[error("stream read timed out")]
     Timeout,
-    #[error("direct get answered {0}")]
+    #[error("stream read answered {0}")]
     Status(String),
 }
 

@@ -5,6 +5,8 @@
 //! adds a functions runner and gateways, in this process, each on a port the OS picked, and stops
 //! them on drop.
 
+pub mod chaos;
+pub mod cluster;
 pub mod http;
 pub mod lambda_emulator;
 pub mod procs;

@@ -432,7 +432,7 @@ pub async fn drain_events(c: &mut Connection, quiet: Duration) -> Vec<Event> {
     out
 }
 
-async fn wait_ready(url: &str) -> anyhow::Result<()> {
+pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
         if http_get(url).await.map(|(s, _)| s == 200).unwrap_or(false) {
             return Ok(());

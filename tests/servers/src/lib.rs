@@ -28,7 +28,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding an ephemeral port")
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while Instant::now() < deadline {
@@ -43,7 +43,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()>
     bail!("{what} did not listen on {port} within 20 s")
 }
 
-fn kill(child: &mut Child) {
+pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
