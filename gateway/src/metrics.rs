@@ -27,6 +27,8 @@ pub struct Metrics {
     pub replay_sizes: Histogram,
     pub replay_seconds: Histogram,
     pub push_latency: Histogram,
+    /// From acceptance by `HERALD_IN` to a session taking the live copy (`stage="received"`).
+    pub received_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Default for Metrics {
             replay_sizes: Histogram::new(SIZES),
             replay_seconds: Histogram::new(LATENCY_SECONDS),
             push_latency: Histogram::new(LATENCY_SECONDS),
+            received_latency: Histogram::new(LATENCY_SECONDS),
         }
     }
 }
@@ -144,6 +147,12 @@ impl Metrics {
                 "herald_gateway_push_latency_seconds",
                 "From acceptance by HERALD_IN to the live push.",
                 &self.push_latency,
+            )
+            .histograms(
+                "herald_gateway_stage_seconds",
+                "From acceptance by HERALD_IN to a session receiving the live copy (received) and queueing its \
+                 frame for the socket (written).",
+                [("stage=\"received\"", &self.received_latency), ("stage=\"written\"", &self.push_latency)],
             );
         r.finish()
     }

@@ -192,6 +192,9 @@ impl Session {
 
     /// Queues a live entry (a muted copy only moves `last`).
     fn push(&mut self, e: &Entry) -> Result<(), End> {
+        if let Some(at) = e.accepted_at_ms {
+            self.state.metrics.received_latency.observe((now_ms() - at).max(0) as f64 / 1000.0);
+        }
         if !e.muted {
             let payload = std::str::from_utf8(&e.payload).unwrap_or("null");
             self.queue(protocol::notification(self.cursor(e.seq), false, payload))?;
