@@ -37,8 +37,10 @@ pub struct BenchConfig {
     pub phase_secs: f64,
     /// How long to wait for the tail of a phase before what is missing counts as lost.
     pub drain_secs: f64,
-    /// Max-rate search: the first rate, the cap, the p99 bound (ms) and seconds per step.
+    /// Max-rate search: the first rate, the floor and the cap, the p99 bound (ms) and seconds
+    /// per step.
     pub search_from: f64,
+    pub search_min: f64,
     pub search_max: f64,
     pub search_p99_ms: f64,
     pub step_secs: f64,
@@ -82,6 +84,7 @@ impl BenchConfig {
             phase_secs: 10.0,
             drain_secs: 60.0,
             search_from: 500.0,
+            search_min: 50.0,
             search_max: 20_000.0,
             search_p99_ms: 50.0,
             step_secs: 10.0,
@@ -111,6 +114,7 @@ impl BenchConfig {
             drain_secs: 15.0,
             // One step: the search's code runs, its figure is meaningless at this size.
             search_from: 100.0,
+            search_min: 100.0,
             search_max: 100.0,
             step_secs: 1.0,
             throughput_count: 500,
@@ -164,6 +168,7 @@ impl BenchConfig {
                 "--phase-secs" => c.phase_secs = num(v)?,
                 "--drain-secs" => c.drain_secs = num(v)?,
                 "--search-from" => c.search_from = num(v)?,
+                "--search-min" => c.search_min = num(v)?,
                 "--search-max" => c.search_max = num(v)?,
                 "--search-p99-ms" => c.search_p99_ms = num(v)?,
                 "--step-secs" => c.step_secs = num(v)?,
@@ -182,8 +187,8 @@ impl BenchConfig {
         if c.gateways == 0 || c.rates.iter().any(|r| *r <= 0.0) || c.storm_cut_at >= c.storm_secs {
             bail!("need at least one gateway, positive rates, and --storm-cut-at < --storm-secs");
         }
-        if c.runners == 0 || c.search_from <= 0.0 || c.search_max < c.search_from {
-            bail!("need at least one runner and 0 < --search-from <= --search-max");
+        if c.runners == 0 || c.search_min <= 0.0 || c.search_from < c.search_min || c.search_max < c.search_from {
+            bail!("need at least one runner and 0 < --search-min <= --search-from <= --search-max");
         }
         Ok(c)
     }

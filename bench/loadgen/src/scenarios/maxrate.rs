@@ -1,8 +1,9 @@
 //! Max rate (Herald): the highest sustained rate at which publish→socket p99 stays within a bound
 //! (50 ms by default) with nothing lost or duplicated. A step search: each step is an open-loop
 //! phase of `--step-secs` to the latency users, drained before the next; the rate grows by half
-//! from `--search-from` until a step misses (or `--search-max`), then two bisections between the
-//! last step that held and the first that missed.
+//! from `--search-from` until a step misses (or `--search-max`), or halves while the first steps
+//! miss (not below `--search-min`), then two bisections between the last step that held and the
+//! first that missed.
 
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ fn held(r: &Rate, bound_ms: f64) -> bool {
 pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<MaxRate> {
     let bound = cfg.search_p99_ms;
     eprintln!(
-        "maxrate: {} users; from {}/s up to {}/s, {} s per step, until p99 > {bound} ms",
-        cfg.users, cfg.search_from, cfg.search_max, cfg.step_secs
+        "maxrate: {} users; from {}/s (down to {}/s, up to {}/s), {} s per step, p99 bound {bound} ms",
+        cfg.users, cfg.search_from, cfg.search_min, cfg.search_max, cfg.step_secs
     );
     let mut fleet =
         Fleet::launch(&format!("{} maxrate", sut.system.label()), super::layout(cfg, sut, cfg.users, 2)).await?;
@@ -48,13 +49,17 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<MaxRate> {
     loop {
         if step(rate, &mut m).await? {
             good = Some(rate);
-            if rate >= cfg.search_max {
+            if bad.is_some() || rate >= cfg.search_max {
                 break;
             }
             rate = (rate * 1.5).min(cfg.search_max).round();
         } else {
             bad = Some(rate);
-            break;
+            // Missed from the start: look below it.
+            if good.is_some() || rate / 2.0 < cfg.search_min {
+                break;
+            }
+            rate = (rate / 2.0).round();
         }
     }
     if let (Some(mut lo), Some(mut hi)) = (good, bad) {
