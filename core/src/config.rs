@@ -73,10 +73,16 @@ impl Vars {
     }
 }
 
-/// Where NATS is.
-#[derive(Debug, Clone)]
+/// Where NATS is. The URL may carry a user and password, so `Debug` shows it without them.
+#[derive(Clone)]
 pub struct NatsConfig {
     pub url: String,
+}
+
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig").field("url", &crate::nats::redacted(&self.url)).finish()
+    }
 }
 
 impl NatsConfig {

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod nats;
 pub mod notification;
 pub mod request;
+pub mod secret;
 pub mod signal;
 pub mod subject;
 

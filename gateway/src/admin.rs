@@ -1,5 +1,7 @@
 //! The admin API: revoke a user or a token id on every gateway, and list revocations.
-//! Callers present a service token whose `scope` contains `admin`.
+//! Served on the internal plane only. Callers present an admin token: signed with the admin key
+//! (`HERALD_ADMIN_JWT_SECRET`, never the user-token key), `scope` containing `admin`, and not
+//! revoked (its `sub` or `jti` can be revoked like a user's).
 
 use std::sync::Arc;
 
@@ -16,10 +18,15 @@ use crate::state::AppState;
 fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = bearer(headers)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a service token is required"))?;
-    let claims = st
-        .verifier
+    let verifier = st.admin_verifier.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the admin API is off: set HERALD_ADMIN_JWT_SECRET")
+    })?;
+    let claims = verifier
         .verify(token)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
+    if st.revocations.is_revoked(&claims) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "token was revoked"));
+    }
     if !claims.has_scope("admin") {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the token's scope lacks admin"));
     }

@@ -113,8 +113,11 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         let keys = self.keys.current();
+        // A `kid` names a key; a single key configured without a name (an HS256 secret, a PEM
+        // file) takes tokens with or without one, as identity providers put `kid` in every token.
+        let only_unnamed = || keys.first().filter(|k| keys.len() == 1 && k.kid.is_none());
         let key = match &header.kid {
-            Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
+            Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())).or_else(only_unnamed),
             None if keys.len() == 1 => keys.first(),
             None => None,
         }

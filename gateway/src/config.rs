@@ -1,9 +1,11 @@
 //! The gateway's configuration, read once from the environment at start.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_core::config::{ConfigError, NatsConfig, Vars};
+use herald_core::secret::Secret;
 
 use crate::keys::{KeySource, parse_algorithm};
 
@@ -12,7 +14,14 @@ pub struct Config {
     pub nats: NatsConfig,
     /// `HERALD_NATS_ADMIN_URL`: NATS as the admin user, which alone may create and write the
     /// revocation bucket (used by the admin plane); unset: the gateway's own connection.
-    pub admin_nats_url: Option<String>,
+    pub admin_nats_url: Option<Secret>,
+    /// `HERALD_ADMIN_LISTEN`: the internal plane (`/metrics`, `/v1/admin/*`), never the public
+    /// port; loopback unless an operator opens it to a private network.
+    pub admin_listen: SocketAddr,
+    /// `HERALD_ADMIN_JWT_SECRET` (and `HERALD_ADMIN_JWT_AUDIENCE`, default `herald-admin`):
+    /// admin tokens have a key of their own, so a user-token key cannot mint one. Unset: the
+    /// admin API refuses every request.
+    pub admin_auth: Option<AuthConfig>,
     pub auth: AuthConfig,
     pub limits: Limits,
     /// Browser origins allowed to open a socket; empty: any (non-browser clients send none).
@@ -88,6 +97,17 @@ pub struct Limits {
     pub trust_forwarded_for: bool,
 }
 
+/// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least as long as the hash.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+fn secret(v: &Vars, name: &str) -> Result<Secret, ConfigError> {
+    let s = Secret::new(v.required(name)?);
+    if s.len() < MIN_SECRET_BYTES {
+        return Err(bad(name, format!("must be at least {MIN_SECRET_BYTES} bytes (it is {})", s.len())));
+    }
+    Ok(s)
+}
+
 fn bad(name: &str, message: impl Into<String>) -> ConfigError {
     ConfigError { name: name.into(), message: message.into() }
 }
@@ -119,14 +139,27 @@ impl Config {
             let algorithm = parse_algorithm(&algorithm).map_err(|e| bad("HERALD_JWT_ALGORITHM", e.to_string()))?;
             KeySource::Pem { path: PathBuf::from(path), algorithm }
         } else if algorithm == "HS256" {
-            KeySource::Secret(v.required("HERALD_JWT_SECRET")?)
+            KeySource::Secret {
+                secret: secret(v, "HERALD_JWT_SECRET")?,
+                kid: v.get("HERALD_JWT_KID").map(str::to_owned),
+            }
         } else {
             return Err(bad("HERALD_JWT_PUBLIC_KEY_FILE", format!("is required for {algorithm}")));
         };
         let origins = v.string("HERALD_ALLOWED_ORIGINS", "");
         Ok(Config {
             nats: NatsConfig::from_vars(v),
-            admin_nats_url: v.get("HERALD_NATS_ADMIN_URL").map(str::to_owned),
+            admin_nats_url: v.get("HERALD_NATS_ADMIN_URL").map(Secret::new),
+            admin_listen: v.parse("HERALD_ADMIN_LISTEN", SocketAddr::from(([127, 0, 0, 1], 9091)))?,
+            admin_auth: match v.get("HERALD_ADMIN_JWT_SECRET") {
+                None => None,
+                Some(_) => Some(AuthConfig {
+                    keys: KeySource::Secret { secret: secret(v, "HERALD_ADMIN_JWT_SECRET")?, kid: None },
+                    audience: v.string("HERALD_ADMIN_JWT_AUDIENCE", "herald-admin"),
+                    issuer: None,
+                    leeway,
+                }),
+            },
             auth: AuthConfig {
                 keys,
                 audience: v.string("HERALD_JWT_AUDIENCE", "herald"),
@@ -164,5 +197,29 @@ impl Config {
             demo: flag(v, "HERALD_DEMO")?,
             dev_tokens: flag(v, "HERALD_DEV_TOKENS")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(secret: &str) -> Vars {
+        Vars::from_pairs([("HERALD_JWT_SECRET", secret), ("HERALD_NATS_URL", "nats://gw:natspass@h:4222")])
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_and_a_long_one_never_printed() {
+        let err = Config::from_vars(&vars("too-short")).unwrap_err();
+        assert_eq!(err.name, "HERALD_JWT_SECRET");
+        let long = "a-secret-of-at-least-thirty-two-bytes";
+        let v = vars(long).with("HERALD_ADMIN_JWT_SECRET", "admin-secret-also-at-least-32-bytes!");
+        let c = Config::from_vars(&v).unwrap();
+        let printed = format!("{c:?}");
+        for leak in [long, "admin-secret-also", "natspass"] {
+            assert!(!printed.contains(leak), "{leak} in {printed}");
+        }
+        let short_admin = vars(long).with("HERALD_ADMIN_JWT_SECRET", "short");
+        assert_eq!(Config::from_vars(&short_admin).unwrap_err().name, "HERALD_ADMIN_JWT_SECRET");
     }
 }

@@ -64,7 +64,7 @@ async fn config(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
 
 fn minting_secret(st: &AppState) -> Option<&str> {
     match &st.config.auth.keys {
-        KeySource::Secret(s) if st.config.dev_tokens => Some(s),
+        KeySource::Secret { secret, .. } if st.config.dev_tokens => Some(secret.expose()),
         _ => None,
     }
 }

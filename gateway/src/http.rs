@@ -1,4 +1,5 @@
-//! The gateway's HTTP surface: `/v1/ws`, the admin API, `/healthz`, `/readyz`, `/metrics`.
+//! The gateway's public HTTP surface: `/v1/ws`, `/healthz`, `/readyz` (the admin API and
+//! `/metrics` are on the internal plane, `internal.rs`).
 //!
 //! Everything that can refuse a socket does it here, before the upgrade, with an HTTP status:
 //! draining (503), at the connection cap (503), a token in the URL (400), too many connects from
@@ -17,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::admin;
 use crate::api;
 use crate::auth::AuthError;
 use crate::protocol::close;
@@ -48,15 +48,13 @@ impl IntoResponse for ApiError {
 pub fn app(state: Arc<AppState>) -> Router {
     let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
     demo.route("/v1/ws", get(ws))
-        .route("/v1/admin/revocations", get(admin::list).post(admin::revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(st): State<Arc<AppState>>| async move { st.metrics.render() }))
         .merge(api::app(&state.config))
         .with_state(state)
 }
 
-async fn readyz(State(st): State<Arc<AppState>>) -> (StatusCode, &'static str) {
+pub async fn readyz(State(st): State<Arc<AppState>>) -> (StatusCode, &'static str) {
     // Both connections: the one that reads the stream and the one that carries live delivery.
     let connected = st.client.connection_state() == async_nats::connection::State::Connected && st.live.healthy();
     if st.ready.load(Ordering::Relaxed) && connected {

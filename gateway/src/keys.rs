@@ -31,8 +31,15 @@ pub enum KeyError {
 /// Where the keys come from, as configured.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    Secret(String),
-    Pem { path: PathBuf, algorithm: Algorithm },
+    /// An HS256 secret; tokens may name it with `kid` when one is configured.
+    Secret {
+        secret: herald_core::secret::Secret,
+        kid: Option<String>,
+    },
+    Pem {
+        path: PathBuf,
+        algorithm: Algorithm,
+    },
     Jwks(PathBuf),
 }
 
@@ -89,8 +96,12 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 fn read(source: &KeySource) -> Result<(Vec<Key>, Option<SystemTime>), KeyError> {
     match source {
-        KeySource::Secret(s) => Ok((
-            vec![Key { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(s.as_bytes()) }],
+        KeySource::Secret { secret, kid } => Ok((
+            vec![Key {
+                kid: kid.clone(),
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.expose().as_bytes()),
+            }],
             None,
         )),
         KeySource::Pem { path, algorithm } => {

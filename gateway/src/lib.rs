@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod http;
+pub mod internal;
 pub mod keys;
 pub mod limits;
 pub mod live;
@@ -51,8 +52,24 @@ pub enum RunError {
     NatsUrl(std::io::Error),
 }
 
+/// Serves the public listener, and the internal plane on `HERALD_ADMIN_LISTEN`.
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let admin = TcpListener::bind(config.admin_listen).await?;
+    run_with_admin(listener, admin, config, shutdown).await
+}
+
+/// [`run`] with the internal plane's listener given (tests bind port 0).
+pub async fn run_with_admin(
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let keyring = keys::Keyring::load(config.auth.keys.clone())?;
+    let admin_verifier = match &config.admin_auth {
+        Some(a) => Some(auth::Verifier::new(a, keys::Keyring::load(a.keys.clone())?)),
+        None => None,
+    };
     let events = Arc::new(Events::default());
     // This connection serves Direct Get, KV and the admin API; live subscriptions ride on the
     // live router's own connection (see `live`).
@@ -82,11 +99,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             (store.clone(), store)
         }
         Some(url) => {
-            let admin = herald_core::nats::options(url)
+            let admin = herald_core::nats::options(url.expose())
                 .name("herald-gateway-admin")
                 .custom_inbox_prefix(herald_core::subject::ADMIN_INBOX_PREFIX)
                 .retry_on_initial_connect()
-                .connect(url)
+                .connect(url.expose())
                 .await?;
             let admin_js = async_nats::jetstream::new(admin);
             let store =
@@ -100,6 +117,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let state = Arc::new(state::AppState::new(state::Parts {
         verifier: auth::Verifier::new(&config.auth, keyring),
         api,
+        admin_verifier,
         config,
         client: client.clone(),
         live,
@@ -152,10 +170,29 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         }
     });
     api::spawn_housekeeping(state.clone(), background.clone());
-    let _ = tokio::time::timeout(Duration::from_secs(10), loaded_rx).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), epoch_rx).await;
-    state.ready.store(true, Ordering::Relaxed);
-    info!(addr = %listener.local_addr()?, "herald-gateway ready");
+    // Fail closed: not ready (503 on /readyz and on new sockets) until the revocation mirror
+    // holds the whole bucket, however long that takes; a revoked token is never let in early.
+    tokio::spawn({
+        let state = state.clone();
+        let addr = listener.local_addr()?;
+        async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), epoch_rx).await;
+            if loaded_rx.await.is_ok() && !state.shutdown.is_cancelled() {
+                state.ready.store(true, Ordering::Relaxed);
+                info!(%addr, "herald-gateway ready");
+            }
+        }
+    });
+    info!(addr = %admin_listener.local_addr()?, "internal plane listening");
+    let internal = tokio::spawn({
+        let app = internal::app(state.clone());
+        let stop = background.clone();
+        async move {
+            if let Err(e) = axum::serve(admin_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                warn!(error = %e, "internal plane failed");
+            }
+        }
+    });
 
     let serve_shutdown = {
         let state = state.clone();
@@ -174,6 +211,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         warn!(left = state.sessions.len(), "drain period ended with sessions open");
     }
     background.cancel();
+    let _ = internal.await;
     let _ = client.drain().await;
     Ok(())
 }

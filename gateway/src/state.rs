@@ -21,6 +21,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// The HTTP API's own parts (service tokens, its limits, the publisher).
     pub api: crate::api::Shared,
+    /// Admin tokens' own key; `None`: the admin API is off.
+    pub admin_verifier: Option<Verifier>,
     pub client: async_nats::Client,
     pub live: LiveRouter,
     pub log: UserLog,
@@ -50,6 +52,7 @@ pub struct Parts {
     pub config: Config,
     pub verifier: Verifier,
     pub api: crate::api::Shared,
+    pub admin_verifier: Option<Verifier>,
     pub client: async_nats::Client,
     pub live: LiveRouter,
     pub revocation_store: kv::Store,
@@ -68,6 +71,7 @@ impl AppState {
             max_per_user: std::sync::atomic::AtomicI64::new(-1),
             verifier: p.verifier,
             api: p.api,
+            admin_verifier: p.admin_verifier,
             client: p.client,
             live: p.live,
             metrics: Metrics::default(),

@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub use crate::servers::http_get;
 use crate::servers::{LocalDynamo, NatsRole, NatsServer};
 
-pub const SECRET: &str = "test-secret-please-change";
+pub const SECRET: &str = "test-secret-please-change-32-bytes-or-more";
+/// The admin tokens' own key (the internal plane's admin API).
+pub const ADMIN_SECRET: &str = "test-admin-secret-not-the-user-one-32b";
+pub const ADMIN_AUDIENCE: &str = "herald-admin";
 /// Service tokens' secret (`HERALD_SERVICE_JWT_SECRET`), distinct from the users'.
 pub const SERVICE_SECRET: &str = "test-service-secret-please-change";
 pub const AUDIENCE: &str = "herald";
@@ -35,6 +38,8 @@ pub struct StackOptions {
     /// as `functions`, gateways as `gateway` (and `admin` for their admin plane), the publisher
     /// as `creator`; `client`/`js` as the harness's unrestricted `inspector`.
     pub nats_permissions: bool,
+    /// More users for a secured NATS, as lines of its `users` list.
+    pub extra_nats_users: String,
     /// More configuration variables for every process, e.g. `("HERALD_PING_SECONDS", "1")`.
     pub env: Vec<(String, String)>,
 }
@@ -49,6 +54,7 @@ impl Default for StackOptions {
             drain_period: Duration::from_secs(1),
             start_runner: true,
             nats_permissions: false,
+            extra_nats_users: String::new(),
             env: Vec::new(),
         }
     }
@@ -129,6 +135,8 @@ pub struct Stack {
     pub options: StackOptions,
     pub runner: Option<Task>,
     pub gateways: Vec<(String, Task)>,
+    /// The internal plane (`/metrics`, `/v1/admin/*`) of each gateway, by index.
+    pub admin_addrs: Vec<String>,
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub publisher: Publisher,
@@ -138,7 +146,11 @@ pub struct Stack {
 impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
         crate::init_logging();
-        let nats = if options.nats_permissions { NatsServer::start_secured()? } else { NatsServer::start()? };
+        let nats = if options.nats_permissions {
+            NatsServer::start_secured_with(&options.extra_nats_users)?
+        } else {
+            NatsServer::start()?
+        };
         let dynalite = LocalDynamo::start()?;
         let client = herald_core::nats::options(&nats.url())
             .connect(nats.url())
@@ -165,6 +177,7 @@ impl Stack {
             options: options.clone(),
             runner: None,
             gateways: Vec::new(),
+            admin_addrs: Vec::new(),
         };
         if options.start_runner {
             stack.start_runner().await?;
@@ -191,6 +204,7 @@ impl Stack {
             ("HERALD_JWT_SECRET", SECRET.into()),
             ("HERALD_SERVICE_JWT_SECRET", SERVICE_SECRET.into()),
             ("HERALD_JWT_AUDIENCE", AUDIENCE.into()),
+            ("HERALD_ADMIN_JWT_SECRET", ADMIN_SECRET.into()),
             ("HERALD_USER_MAX_PER_USER", per),
             ("HERALD_IN_DUPLICATE_WINDOW_SECONDS", dup),
             ("HERALD_ACK_WAIT_SECONDS", ack),
@@ -252,8 +266,9 @@ impl Stack {
     /// Starts one more gateway; returns its index.
     pub async fn start_gateway(&mut self) -> anyhow::Result<usize> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let task = self.spawn_gateway(listener).await?;
-        self.gateways.push(task);
+        let (gateway, admin) = self.spawn_gateway(listener).await?;
+        self.gateways.push(gateway);
+        self.admin_addrs.push(admin);
         Ok(self.gateways.len() - 1)
     }
 
@@ -286,26 +301,62 @@ impl Stack {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.gateways[i] = self.spawn_gateway(listener).await?;
+        let (gateway, admin) = self.spawn_gateway(listener).await?;
+        self.gateways[i] = gateway;
+        self.admin_addrs[i] = admin;
         Ok(())
     }
 
-    async fn spawn_gateway(&self, listener: std::net::TcpListener) -> anyhow::Result<(String, Task)> {
+    /// A gateway on `listener`: its address and task, and its internal plane's address.
+    async fn spawn_gateway(&self, listener: std::net::TcpListener) -> anyhow::Result<((String, Task), String)> {
         let config = herald_gateway::Config::from_vars(&self.gateway_vars())?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")?;
+        admin.set_nonblocking(true)?;
+        let admin_addr = admin.local_addr()?.to_string();
         let task = Task::spawn("gateway", move |token| async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-            if let Err(e) = herald_gateway::run(listener, config, token).await {
+            let admin = tokio::net::TcpListener::from_std(admin).expect("a tokio listener");
+            if let Err(e) = herald_gateway::run_with_admin(listener, admin, config, token).await {
                 tracing::error!(error = %e, "gateway failed");
             }
         });
         wait_ready(&format!("http://{addr}/readyz")).await.context("gateway did not become ready")?;
-        Ok((addr.to_string(), task))
+        Ok(((addr.to_string(), task), admin_addr))
     }
 
     pub fn gateway_addr(&self, i: usize) -> &str {
         &self.gateways[i].0
+    }
+
+    /// Gateway `i`'s internal plane address.
+    pub fn admin_addr(&self, i: usize) -> &str {
+        &self.admin_addrs[i]
+    }
+
+    /// The `/metrics` page of gateway `i` (from its internal plane).
+    pub async fn metrics(&self, i: usize) -> anyhow::Result<String> {
+        Ok(http_get(&format!("http://{}/metrics", self.admin_addr(i))).await?.1)
+    }
+
+    /// An admin token (signed with the admin key, `scope: admin`) for `sub`.
+    pub fn admin_token(&self, sub: &str) -> String {
+        let now = token::now_secs();
+        let claims = serde_json::json!({"sub": sub, "aud": ADMIN_AUDIENCE, "exp": now + 600, "scope": "admin"});
+        token::sign(ADMIN_SECRET, &claims)
+    }
+
+    /// A request to gateway `gw`'s internal plane: status and JSON body (`null` if none).
+    pub async fn admin_request(
+        &self,
+        gw: usize,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        http_request(self.admin_addr(gw), method, path, body, Some(token)).await
     }
 
     pub fn ws_url(&self, i: usize) -> String {
@@ -440,4 +491,30 @@ pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("{url} not ready in 10 s")
+}
+
+/// A bare HTTP/1.1 request over loopback with an optional bearer token and JSON body: status and
+/// JSON body (`null` when there is none or it is not JSON).
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1).context("status line")?.parse()?;
+    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
+    Ok((status, json))
 }

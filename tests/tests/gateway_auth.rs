@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use herald_client::{Connection, Event, token};
-use herald_tests::stack::{AUDIENCE, SECRET, drain_events, next_event};
+use herald_tests::stack::{ADMIN_AUDIENCE, ADMIN_SECRET, AUDIENCE, SECRET, drain_events, next_event};
 use herald_tests::{Stack, StackOptions};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -121,7 +121,7 @@ async fn every_bad_token_variant_is_refused_with_4001_by_a_public_key_gateway() 
     for (what, t) in cases {
         assert_eq!(close_code(&stack, &t).await?, Some(4001), "{what}");
     }
-    let metrics = herald_tests::stack::http_get(&format!("http://{}/metrics", stack.gateway_addr(0))).await?.1;
+    let metrics = stack.metrics(0).await?;
     for reason in ["signature", "expired", "audience", "issuer", "not_yet_valid"] {
         assert!(metrics.contains(&format!("reason=\"{reason}\"")), "metrics count {reason}");
     }
@@ -212,21 +212,7 @@ async fn admin(
     body: Option<Value>,
     token: &str,
 ) -> anyhow::Result<(u16, Value)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = stack.gateway_addr(gw);
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!(
-        "{method} /v1/admin/revocations HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1).unwrap_or("0").parse()?;
-    let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
-    Ok((status, json))
+    stack.admin_request(gw, method, "/v1/admin/revocations", body, token).await
 }
 
 #[tokio::test]
@@ -236,11 +222,14 @@ async fn a_revoked_user_is_closed_on_every_gateway_within_a_second() -> anyhow::
     let mut on1 = stack.connect_to(1, "victim", None).await?;
     let mut other = stack.connect_to(1, "bystander", None).await?;
     let now = token::now_secs();
-    let admin_token = token::sign(SECRET, &json!({"sub":"ops","aud":AUDIENCE,"exp":now+600,"scope":"admin"}));
-    let user_token = stack.token("not-admin");
+    let admin_token = stack.admin_token("ops");
+    // The user-token key cannot mint an admin token, scope or not.
+    let user_key_admin = token::sign(SECRET, &json!({"sub":"ops","aud":AUDIENCE,"exp":now+600,"scope":"admin"}));
+    let unscoped = token::sign(ADMIN_SECRET, &json!({"sub":"ops","aud":ADMIN_AUDIENCE,"exp":now+600}));
     let old_victim_token = stack.token("victim");
 
-    assert_eq!(admin(&stack, 0, "POST", Some(json!({"user":"victim"})), &user_token).await?.0, 403);
+    assert_eq!(admin(&stack, 0, "POST", Some(json!({"user":"victim"})), &user_key_admin).await?.0, 401);
+    assert_eq!(admin(&stack, 0, "POST", Some(json!({"user":"victim"})), &unscoped).await?.0, 403);
     assert_eq!(admin(&stack, 0, "POST", Some(json!({"user":"victim"})), "nope").await?.0, 401);
     assert_eq!(admin(&stack, 0, "POST", Some(json!({})), &admin_token).await?.0, 400);
 

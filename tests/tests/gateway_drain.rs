@@ -57,7 +57,7 @@ async fn sigterm_drain_moves_500_clients_to_another_gateway_losing_nothing() -> 
             (ids, reconnects)
         }));
     }
-    let (_, metrics) = http_get(&format!("http://{}/metrics", stack.gateway_addr(0))).await?;
+    let metrics = stack.metrics(0).await?;
     assert!(metrics.contains(&format!("herald_gateway_connections {CLIENTS}")));
 
     // Notifications flow before, during and after the drain.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use herald_client::{Connection, Event, NotificationRequest, Recipients};
-use herald_tests::stack::{drain_events, http_get, next_event};
+use herald_tests::stack::{drain_events, next_event};
 use herald_tests::{Stack, StackOptions};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -18,7 +18,7 @@ fn closed_with(events: &[Event], code: u16) -> bool {
 }
 
 async fn metric(stack: &Stack, name: &str) -> anyhow::Result<f64> {
-    let body = http_get(&format!("http://{}/metrics", stack.gateway_addr(0))).await?.1;
+    let body = stack.metrics(0).await?;
     Ok(body
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))

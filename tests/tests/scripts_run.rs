@@ -29,6 +29,7 @@ async fn scripts_run_starts_serves_and_stops_what_it_started() -> anyhow::Result
         .env("HERALD_DYNAMODB_ENDPOINT", format!("http://127.0.0.1:{ddb}"))
         .env("HERALD_LISTEN", format!("127.0.0.1:{gw}"))
         .env("HERALD_FUNCTIONS_LISTEN", format!("127.0.0.1:{fx}"))
+        .env("HERALD_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("HERALD_DATA_DIR", data.path())
         .env_remove("HERALD_JWT_SECRET")
         .env_remove("HERALD_SERVICE_JWT_SECRET")

@@ -97,7 +97,7 @@ impl BenchConfig {
             storm_secs: 12.0,
             storm_cut_at: 3.0,
             out: herald_servers::repo_root().join("bench/results"),
-            secret: "bench-secret-not-for-production".into(),
+            secret: "bench-secret-not-for-production-use".into(),
             audience: "herald".into(),
         }
     }

@@ -27,7 +27,7 @@ use tokio::net::TcpSocket;
 use crate::procstat::{cpu_secs, rss_bytes};
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "bench-idle-secret";
+const SECRET: &str = "bench-idle-secret-not-for-production";
 
 fn rss_kib(pid: u32) -> u64 {
     rss_bytes(pid) / 1024
@@ -62,6 +62,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let gw = Gateway(
         Command::new(&bin)
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("HERALD_NATS_URL", nats.url())
             .env("HERALD_JWT_SECRET", SECRET)
             .env("HERALD_HELLO_TIMEOUT_SECONDS", "600")

@@ -69,14 +69,16 @@ pub struct HeraldParts {
     pub stored: InboxCount,
     /// The runners' operations addresses (`/metrics`).
     pub runner_ops: Vec<String>,
+    /// The gateways' internal planes (`/metrics`; never on the public port).
+    pub gateway_ops: Vec<String>,
     /// Where the runners' progress is read (the deliver consumer's ack floor).
     pub js: async_nats::jetstream::Context,
 }
 
 impl HeraldParts {
     /// Every runner's and gateway's operations address.
-    pub fn ops(&self, gateways: &[Server]) -> Vec<String> {
-        self.runner_ops.iter().cloned().chain(gateways.iter().map(|g| g.addr.clone())).collect()
+    pub fn ops(&self, _gateways: &[Server]) -> Vec<String> {
+        self.runner_ops.iter().chain(&self.gateway_ops).cloned().collect()
     }
 
     /// Waits until the runners have acknowledged every `HERALD_IN` request up to `sequence`
@@ -182,12 +184,14 @@ impl Sut {
             runners.push(runner);
             runner_ops.push(ops);
         }
-        let mut gateways = Vec::new();
+        let (mut gateways, mut gateway_ops) = (Vec::new(), Vec::new());
         for _ in 0..cfg.gateways {
             let addr = format!("127.0.0.1:{}", free_port());
+            let admin = format!("127.0.0.1:{}", free_port());
             let child = Command::new(bin("herald-gateway")?)
                 .envs(common.iter().cloned())
                 .env("HERALD_LISTEN", &addr)
+                .env("HERALD_ADMIN_LISTEN", &admin)
                 // The bench's clients come from a few hundred loopback addresses at thousands
                 // per second: lift the per-IP limits that protect a real gateway from one host.
                 .env("HERALD_CONNECTS_PER_IP_PER_SEC", "1000000")
@@ -203,6 +207,7 @@ impl Sut {
                 .context("starting herald-gateway")?;
             wait_ready(&addr, "herald-gateway").await?;
             gateways.push(Server { addr, child });
+            gateway_ops.push(admin);
         }
         let publisher = Publisher::herald(&nats.url()).await?;
         let dyn_config = DynamoConfig {
@@ -215,6 +220,7 @@ impl Sut {
             store: herald_store::Store::new(client.clone(), &dyn_config),
             stored: InboxCount::new(client, &dyn_config.table_prefix).await?,
             runner_ops,
+            gateway_ops,
             js: async_nats::jetstream::new(async_nats::connect(nats.url()).await?),
         };
         Ok(Sut {

@@ -62,7 +62,7 @@ export async function startStack(env = {}) {
       return res.status !== 404;
     },
     async metric(name) {
-      const text = await (await fetch(`${info.http}/metrics`)).text();
+      const text = await (await fetch(`${info.internal}/metrics`)).text();
       const line = text.split("\n").find((l) => l.startsWith(`${name} `));
       return line ? Number(line.split(" ")[1]) : NaN;
     },

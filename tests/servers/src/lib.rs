@@ -95,6 +95,12 @@ impl NatsServer {
     /// A server with `infra/nats/permissions.conf` in force: every client must log in as one of
     /// the [`NatsRole`]s, and gets only that role's permissions.
     pub fn start_secured() -> anyhow::Result<Self> {
+        Self::start_secured_with("")
+    }
+
+    /// [`Self::start_secured`] with more users, given as lines of the `users` list (tests of
+    /// what a process does when NATS refuses it something).
+    pub fn start_secured_with(extra_users: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         // nats-server resolves includes relative to the including file only.
@@ -108,7 +114,7 @@ impl NatsServer {
             .collect::<String>();
         let inspector = NatsRole::Inspector;
         let conf = format!(
-            "include \"permissions.conf\"\nauthorization {{\n  users: [\n{users}    {{ user: {}, password: \"{}\" }}\n  ]\n}}\n",
+            "include \"permissions.conf\"\nauthorization {{\n  users: [\n{users}{extra_users}\n    {{ user: {}, password: \"{}\" }}\n  ]\n}}\n",
             inspector.user(),
             inspector.password()
         );

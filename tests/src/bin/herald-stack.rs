@@ -1,7 +1,8 @@
 //! `herald-stack`: a whole Herald on loopback (nats-server, dynalite, a runner, one gateway) for
 //! tests written in other languages: the JavaScript client's and the browser's.
 //!
-//! Prints one JSON line, `{"http", "ws", "secret", "audience"}`, then serves commands read from
+//! Prints one JSON line, `{"http", "internal", "ws", "secret", "audience"}` (`internal`: the
+//! gateway's internal plane, `/metrics`), then serves commands read from
 //! stdin, one per line, each answered with one JSON line:
 //!
 //! ```text
@@ -37,7 +38,13 @@ async fn main() -> anyhow::Result<()> {
     let addr = stack.gateway_addr(0).to_owned();
     println!(
         "{}",
-        json!({"http": format!("http://{addr}"), "ws": stack.ws_url(0), "secret": SECRET, "audience": AUDIENCE})
+        json!({
+            "http": format!("http://{addr}"),
+            "internal": format!("http://{}", stack.admin_addr(0)),
+            "ws": stack.ws_url(0),
+            "secret": SECRET,
+            "audience": AUDIENCE,
+        })
     );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
