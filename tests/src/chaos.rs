@@ -309,9 +309,20 @@ pub async fn run(fault: Fault, load: &Load) -> anyhow::Result<Report> {
     tokio::time::sleep(load.after).await;
     stop_traffic.cancel();
     let _ = traffic_task.await;
-    // Everything acknowledged is owed within the bound; give stragglers more to tell late
-    // from lost.
-    tokio::time::sleep(load.bound + Duration::from_secs(8)).await;
+    // Everything acknowledged is owed; wait while it keeps arriving (a backlog in the
+    // functions drains at their pace), until nothing came for 5 s, at most 2 minutes.
+    tokio::time::sleep(load.bound).await;
+    let received = || journal.lock().unwrap().received.values().map(Vec::len).sum::<usize>();
+    let (mut last, mut quiet) = (received(), 0);
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = received();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+        if quiet >= 5 {
+            break;
+        }
+    }
     stop_devices.cancel();
     while devices.join_next().await.is_some() {}
     let mut report = check(fault, load, &journal, heal_at);

@@ -10,7 +10,15 @@ async fn main() -> anyhow::Result<()> {
     let filter = std::env::var("HERALD_TEST_LOG").unwrap_or_else(|_| "error".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let load = if args.iter().any(|a| a == "--smoke") { Load::smoke() } else { Load::full() };
+    let mut load = if args.iter().any(|a| a == "--smoke") { Load::smoke() } else { Load::full() };
+    // `--rate=N` and `--users=N` override the load's.
+    for a in &args {
+        if let Some(v) = a.strip_prefix("--rate=") {
+            load.rate = v.parse()?;
+        } else if let Some(v) = a.strip_prefix("--users=") {
+            load.users = v.parse()?;
+        }
+    }
     let mut faults: Vec<Fault> = Vec::new();
     for a in args.iter().filter(|a| !a.starts_with("--")) {
         faults.push(Fault::parse(a).ok_or_else(|| anyhow::anyhow!("unknown scenario {a:?}; one of {:?}", Fault::ALL))?);
