@@ -244,7 +244,9 @@ impl ClusterStack {
     pub async fn start_gateway(&mut self, i: usize) -> anyhow::Result<()> {
         let vars = self
             .vars(i % NODES, NatsRole::Gateway)
-            .with("HERALD_NATS_ADMIN_URL", self.cluster.url_as(i % NODES, NatsRole::Admin));
+            .with("HERALD_NATS_ADMIN_URL", self.cluster.url_as(i % NODES, NatsRole::Admin))
+            // Each gateway's internal plane on a port of its own.
+            .with("HERALD_ADMIN_LISTEN", "127.0.0.1:0".to_owned());
         let config = herald_gateway::Config::from_vars(&vars)?;
         let listener = match self.gateways.get(i) {
             // The same port again, so clients find it where it was.
