@@ -13,6 +13,9 @@ pub const IN_PREFIX: &str = "herald.in.";
 pub const USER_PREFIX: &str = "herald.user.";
 /// Live copies the `HERALD_USER` stream republishes after storing: `herald.live.<token>`.
 pub const LIVE_PREFIX: &str = "herald.live.";
+/// Read-state changes of a user, for every gateway that has a device of theirs:
+/// `herald.state.<token>` (core NATS, not stored).
+pub const STATE_PREFIX: &str = "herald.state.";
 /// Dead letters: `herald.dlq.<source>`.
 pub const DLQ_PREFIX: &str = "herald.dlq.";
 
@@ -51,6 +54,10 @@ pub fn user_subject(user: &str) -> String {
 
 pub fn live_subject(user: &str) -> String {
     format!("{LIVE_PREFIX}{}", token(user))
+}
+
+pub fn state_subject(user: &str) -> String {
+    format!("{STATE_PREFIX}{}", token(user))
 }
 
 pub fn in_subject(source: &str) -> String {

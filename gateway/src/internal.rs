@@ -14,7 +14,10 @@ use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/metrics", get(|State(st): State<Arc<AppState>>| async move { st.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(st): State<Arc<AppState>>| async move { st.metrics.render() + &crate::api::metrics(&st) }),
+        )
         .route("/v1/admin/revocations", get(admin::list).post(admin::revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -20,6 +20,7 @@ pub mod log;
 pub mod metrics;
 pub mod outbound;
 pub mod protocol;
+pub mod read_events;
 pub mod revocation;
 pub mod session;
 pub mod state;
@@ -170,6 +171,21 @@ pub async fn run_with_admin(
         }
     });
     api::spawn_housekeeping(state.clone(), background.clone());
+    if state.config.api.create_tables
+        && let Err(e) = state.api.store.ensure_tables().await
+    {
+        // Sockets work without the store; the inbox API answers 503 until it is there.
+        warn!(error = %e, "creating the inbox tables failed");
+    }
+    tokio::spawn({
+        let (client, hub, stop) = (client.clone(), state.api.read_hub.clone(), background.clone());
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = read_events::follow(client, hub) => {}
+            }
+        }
+    });
     // Fail closed: not ready (503 on /readyz and on new sockets) until the revocation mirror
     // holds the whole bucket, however long that takes; a revoked token is never let in early.
     tokio::spawn({

@@ -70,6 +70,11 @@ pub fn replayed(cursor: Option<Cursor>, count: u64) -> String {
     json!({"type": "replayed", "cursor": cursor.map(|c| c.to_string()), "count": count}).to_string()
 }
 
+/// The user's unread count (after `welcome`, after `replayed`, and when it changes).
+pub fn unread(count: u64) -> String {
+    json!({"type": "unread", "count": count}).to_string()
+}
+
 pub fn reset(reason: &str) -> String {
     json!({"type": "reset", "reason": reason}).to_string()
 }

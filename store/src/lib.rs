@@ -21,6 +21,7 @@ use herald_core::config::DynamoConfig;
 
 pub mod client;
 pub mod errors;
+pub mod inbox;
 pub mod insert;
 pub mod metrics;
 pub mod preferences;

@@ -392,8 +392,14 @@ impl Stack {
     pub async fn connect_to(&self, gw: usize, user: &str, cursor: Option<&str>) -> anyhow::Result<Connection> {
         let mut c = Connection::connect(&self.ws_url(gw), &self.token(user), cursor).await?;
         match next_event(&mut c).await? {
-            Event::Welcome { user: u, .. } if u == user => Ok(c),
+            Event::Welcome { user: u, .. } if u == user => {}
             other => bail!("expected welcome, got {other:?}"),
+        }
+        // `unread` follows `welcome` before anything else: consumed here, so that a test reading
+        // the connection directly sees its notifications first.
+        match next_frame(&mut c).await? {
+            Event::Unread { .. } => Ok(c),
+            other => bail!("expected unread after welcome, got {other:?}"),
         }
     }
 
@@ -465,13 +471,34 @@ pub fn request(id: &str, users: &[&str]) -> NotificationRequest {
     }
 }
 
-/// The next event, or an error after 10 s.
+/// The next event, or an error after 10 s; `read` and `unread` frames (read state, which most
+/// tests do not look at) are passed over: see [`next_frame`] for every frame.
 pub async fn next_event(c: &mut Connection) -> anyhow::Result<Event> {
+    loop {
+        let e = next_frame(c).await?;
+        if !matches!(e, Event::Read { .. } | Event::Unread { .. }) {
+            return Ok(e);
+        }
+    }
+}
+
+/// The next event of any type, or an error after 10 s.
+pub async fn next_frame(c: &mut Connection) -> anyhow::Result<Event> {
     tokio::time::timeout(Duration::from_secs(10), c.next()).await.context("no event within 10 s")?.map_err(Into::into)
 }
 
-/// Everything that arrives within `quiet` of the previous event (or the start).
+/// Everything but `read` and `unread` frames that arrives within `quiet` of the previous event
+/// (or the start).
 pub async fn drain_events(c: &mut Connection, quiet: Duration) -> Vec<Event> {
+    drain_frames(c, quiet)
+        .await
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Read { .. } | Event::Unread { .. }))
+        .collect()
+}
+
+/// Every frame that arrives within `quiet` of the previous one (or the start).
+pub async fn drain_frames(c: &mut Connection, quiet: Duration) -> Vec<Event> {
     let mut out = Vec::new();
     while let Ok(Ok(e)) = tokio::time::timeout(quiet, c.next()).await {
         let closed = matches!(e, Event::Closed { .. });

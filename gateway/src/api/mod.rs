@@ -6,9 +6,12 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod inbox;
 pub mod notifications;
 pub mod openapi;
+pub mod preferences;
 pub mod rate;
+pub mod teams;
 
 use std::sync::Arc;
 
@@ -48,6 +51,10 @@ pub struct Shared {
     pub publisher: Publisher,
     /// The OpenAPI document, rendered once.
     pub openapi: Bytes,
+    /// The inbox, counters, preferences and teams.
+    pub store: herald_store::Store,
+    /// This gateway's sessions, by user, for `read` and `unread` frames.
+    pub read_hub: Arc<crate::read_events::ReadHub>,
 }
 
 impl Shared {
@@ -83,6 +90,8 @@ impl Shared {
             // A few quick retries with the same id; the handler's timeout bounds them.
             publisher: Publisher::new(creator).with_attempts(3),
             openapi: Bytes::from(document().to_pretty_json().expect("the OpenAPI document serializes")),
+            store: herald_store::Store::connect(&api.dynamo).await.with_ttl(api.inbox_ttl),
+            read_hub: Arc::default(),
         })
     }
 
@@ -93,7 +102,17 @@ impl Shared {
 
 /// Every API route, each with its OpenAPI description.
 fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).routes(routes!(notifications::publish))
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(notifications::publish))
+        .routes(routes!(inbox::list))
+        .routes(routes!(inbox::unread_count))
+        .routes(routes!(inbox::read))
+        .routes(routes!(inbox::unread))
+        .routes(routes!(inbox::archive))
+        .routes(routes!(inbox::read_all))
+        .routes(routes!(preferences::get, preferences::put))
+        .routes(routes!(teams::add, teams::remove))
+        .routes(routes!(teams::list))
 }
 
 /// The OpenAPI document of [`routes`].
@@ -122,6 +141,25 @@ pub fn app(config: &Config) -> Router<Arc<AppState>> {
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600));
     router.route("/v1/openapi.json", get(openapi::document)).layer(cors)
+}
+
+/// The API's part of `/metrics`: the store's requests by operation, rate-limit buckets, and
+/// read-state frames dropped at a full session mailbox.
+pub fn metrics(st: &AppState) -> String {
+    let mut r = herald_core::metrics::Render::default();
+    st.api.store.requests().render(&mut r);
+    r.gauge(
+        "herald_gateway_api_rate_buckets",
+        "Users and services with a rate-limit bucket.",
+        st.api.limits.tracked() as i64,
+    )
+    .counter(
+        "herald_gateway_read_frames_dropped_total",
+        "read/unread frames dropped at a full session mailbox.",
+        "",
+        st.api.read_hub.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    r.finish()
 }
 
 /// Drops idle rate-limit buckets every minute until `stop`.

@@ -22,6 +22,9 @@ use crate::state::AppState;
     modifiers(&Tokens),
     tags(
         (name = "publishing", description = "Services publish notifications (service token, scope `publish`)."),
+        (name = "inbox", description = "The user's notifications and their read state (user token)."),
+        (name = "preferences", description = "The user's muted kinds (user token)."),
+        (name = "teams", description = "Team membership (service token, scope `admin`)."),
     ),
 )]
 pub struct ApiDoc;

@@ -23,6 +23,8 @@ enum Wake {
     Events,
     Io(Io),
     Live(Live),
+    /// A `read` or `unread` frame of a change made on some device.
+    Read(std::sync::Arc<str>),
 }
 
 /// The instant at which a Unix time (seconds) comes.
@@ -34,6 +36,8 @@ fn instant_at(unix_secs: u64) -> Instant {
 impl Session {
     pub(super) async fn serve_inner(&mut self, cursor: Option<String>) -> Result<(), End> {
         let st = self.state.clone();
+        // Registered first: a change made while replaying is queued for after it.
+        let reads = st.api.read_hub.register(&self.claims.sub);
         // Boxed: the start's requests are big futures, needed once; the loop's state is small.
         let live = Box::pin(self.start(cursor)).await?;
         loop {
@@ -50,6 +54,7 @@ impl Session {
                 },
                 io = poll_fn(|cx| out.poll_io(socket, cx)) => Wake::Io(io),
                 e = live.next() => Wake::Live(e),
+                f = reads.next() => Wake::Read(f),
             };
             match wake {
                 Wake::Drain => self.start_drain()?,
@@ -58,6 +63,7 @@ impl Session {
                 Wake::Io(Io::WriteFailed) => return Err(End::Gone),
                 Wake::Io(Io::Inbound(m)) => self.on_client(m)?,
                 Wake::Live(Live::Entry(e)) => self.on_live(e).await?,
+                Wake::Read(frame) => self.queue(frame.to_string())?,
                 Wake::Live(Live::Overflow(dropped)) => {
                     st.metrics.overflows.inc();
                     // Boxed like every rare, large step: the idle session future stays small.

@@ -17,6 +17,7 @@
 
 mod handshake;
 mod live_loop;
+mod read_state;
 mod replay;
 
 use std::net::IpAddr;

@@ -55,9 +55,11 @@ impl Session {
                 self.last = self.newest().await?;
                 let c = self.cursor(self.last);
                 self.send_now(protocol::welcome(&self.claims.sub, &session_id, self.claims.exp, Some(c))).await?;
+                self.send_unread().await?;
             }
             Some(c) => {
                 self.send_now(protocol::welcome(&self.claims.sub, &session_id, self.claims.exp, None)).await?;
+                self.send_unread().await?;
                 match protocol::parse_cursor(&c) {
                     Some(c) if c.belongs_to(self.epoch) => self.replay(c.seq).await?,
                     Some(_) => self.reset("cursor is from an earlier notification stream").await?,
@@ -93,7 +95,8 @@ impl Session {
         st.metrics.replays.inc();
         st.metrics.replay_sizes.observe(count as f64);
         st.metrics.replay_seconds.observe(started.elapsed().as_secs_f64());
-        self.send_now(protocol::replayed(Some(self.cursor(self.last)), count)).await
+        self.send_now(protocol::replayed(Some(self.cursor(self.last)), count)).await?;
+        self.send_unread().await
     }
 
     /// `reset`, then everything the stream still holds for the user, then `replayed`: the
@@ -105,7 +108,8 @@ impl Session {
         let newest = self.newest().await?;
         self.last = 0;
         let count = self.catch_up_from(newest, true).await?;
-        self.send_now(protocol::replayed(Some(self.cursor(self.last)), count)).await
+        self.send_now(protocol::replayed(Some(self.cursor(self.last)), count)).await?;
+        self.send_unread().await
     }
 
     /// Whether the stream holds `seq` as one of this user's notifications.
@@ -186,16 +190,21 @@ impl Session {
         if !entries.iter().any(|e| e.seq > self.last) {
             return Ok(0);
         }
+        // A replayed notification carries its read state as it is now, not as it was stored.
+        let reads = if replay { self.current_reads(entries).await } else { Vec::new() };
         self.flush_queue().await?;
         let (epoch, mut last, mut sent) = (self.epoch, self.last, 0u64);
         let socket = &mut self.socket;
         let write = async {
-            for e in entries {
+            for (i, e) in entries.iter().enumerate() {
                 if e.seq <= last {
                     continue;
                 }
                 if !e.muted {
-                    let payload = std::str::from_utf8(&e.payload).unwrap_or("null");
+                    let payload = match reads.get(i) {
+                        Some(Some(p)) => p.as_str(),
+                        _ => std::str::from_utf8(&e.payload).unwrap_or("null"),
+                    };
                     let frame = protocol::notification(herald_core::Cursor::new(epoch, e.seq), replay, payload);
                     socket.feed(Message::Text(frame.into())).await?;
                     sent += 1;

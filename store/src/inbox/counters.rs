@@ -1,0 +1,160 @@
+//! A user's counters (`users` row) and the removal of expired items.
+//!
+//! Expiry (`HERALD_INBOX_TTL_DAYS`): an item's `expires_at` grows with its cursor, so a user's
+//! oldest items (ascending on `by_cursor`) are the first to expire. Before the count is read,
+//! one small query looks at the oldest items; the expired ones are deleted, each in the same
+//! transaction as the decrement of `unread` when it was effectively unread, conditional on the
+//! user's `version` (so a concurrent mark or read-all makes it retry). The count read right
+//! after is therefore exact, and a user's reads pay one extra query, not a scan.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
+
+use super::{RowState, num};
+use crate::errors::{StoreError, classify};
+use crate::metrics::Op;
+use crate::tables::BY_CURSOR;
+use crate::{Store, backoff, n, s};
+
+/// The `users` row (all zero / absent for a user with nothing yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub unread: i64,
+    pub ins: u64,
+    /// `None`: the row has no version yet.
+    pub version: Option<u64>,
+    /// The read-all watermark (a cursor's sort key).
+    pub read_all: Option<u128>,
+    pub rv_all: u64,
+}
+
+impl Counters {
+    pub fn version(&self) -> u64 {
+        self.version.unwrap_or(0)
+    }
+}
+
+/// Expired items removed per transaction (DynamoDB allows 100 actions; one is the counter).
+const SWEEP_BATCH: i32 = 99;
+/// Attempts of an optimistic update before giving up (transient).
+pub(crate) const ATTEMPTS: u32 = 8;
+
+impl Store {
+    /// The user's counters, read consistently (one request).
+    pub async fn counters(&self, user: &str) -> Result<Counters, StoreError> {
+        self.count(Op::Get);
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .key("user", s(user))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb get counters", e))?;
+        Ok(got.item.as_ref().map(counters_of).unwrap_or_default())
+    }
+
+    /// The exact unread count: expired items are removed first (see the module docs). Two
+    /// requests when nothing has expired.
+    pub async fn unread_count(&self, user: &str) -> Result<u64, StoreError> {
+        Ok(self.sweep_expired(user).await?.unread.max(0) as u64)
+    }
+
+    /// Removes the user's expired items, adjusting `unread`; returns the counters after.
+    pub async fn sweep_expired(&self, user: &str) -> Result<Counters, StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let now = super::now_secs();
+            let (counters, oldest) = tokio::try_join!(self.counters(user), self.oldest(user))?;
+            let expired: Vec<(String, RowState)> = oldest.into_iter().filter(|(_, r)| r.expired(now)).collect();
+            if expired.is_empty() {
+                return Ok(counters);
+            }
+            let unread = expired.iter().filter(|(_, r)| !r.is_read(&counters)).count() as i64;
+            let mut actions = Vec::with_capacity(expired.len() + 1);
+            for (nid, _) in &expired {
+                let delete = Delete::builder()
+                    .table_name(&self.tables.notifications)
+                    .key("user", s(user))
+                    .key("nid", s(nid))
+                    .condition_expression("attribute_exists(nid)")
+                    .build()
+                    .map_err(|e| StoreError::permanent("dynamodb sweep", e))?;
+                actions.push(TransactWriteItem::builder().delete(delete).build());
+            }
+            actions.push(self.version_bump(user, &counters, -unread)?);
+            self.count(Op::TransactWrite);
+            match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
+                Ok(_) => continue, // more may have expired: look again
+                Err(e) if is_cancelled(&e) => tokio::time::sleep(backoff(attempt)).await,
+                Err(e) => return Err(classify("dynamodb sweep", e)),
+            }
+        }
+        Err(StoreError::transient("dynamodb sweep", "kept conflicting with other changes"))
+    }
+
+    /// The user's oldest items (ids and read state), oldest first.
+    async fn oldest(&self, user: &str) -> Result<Vec<(String, RowState)>, StoreError> {
+        self.count(Op::Query);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.notifications)
+            .index_name(BY_CURSOR)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", "user")
+            .expression_attribute_names("#r", "read")
+            .expression_attribute_values(":u", s(user))
+            .projection_expression("nid, #r, rv, archived, expires_at, #c")
+            .expression_attribute_names("#c", "cursor")
+            .scan_index_forward(true)
+            .consistent_read(true)
+            .limit(SWEEP_BATCH)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb query oldest", e))?;
+        Ok(out.items().iter().filter_map(|i| Some((i.get("nid")?.as_s().ok()?.clone(), RowState::of(i)))).collect())
+    }
+
+    /// `Update users SET version = v+1 ADD unread :delta` on `version = v` (or no version yet).
+    pub(crate) fn version_bump(
+        &self,
+        user: &str,
+        counters: &Counters,
+        delta: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.users)
+            .key("user", s(user))
+            .update_expression("SET version = :nv ADD unread :d")
+            .expression_attribute_values(":nv", n(counters.version() + 1))
+            .expression_attribute_values(":d", n(delta));
+        update = match counters.version {
+            Some(v) => update.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+            None => update.condition_expression("attribute_not_exists(version)"),
+        };
+        let update = update.build().map_err(|e| StoreError::permanent("dynamodb counters", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+pub(crate) fn counters_of(row: &HashMap<String, AttributeValue>) -> Counters {
+    Counters {
+        unread: num(row, "unread").unwrap_or(0),
+        ins: num(row, "ins").unwrap_or(0),
+        version: num(row, "version"),
+        read_all: num(row, "read_all"),
+        rv_all: num(row, "rv_all").unwrap_or(0),
+    }
+}
+
+/// A transaction the service cancelled (a condition failed, or it met another): retry.
+pub(crate) fn is_cancelled<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|c| matches!(c, "TransactionCanceledException" | "TransactionConflictException"))
+}
