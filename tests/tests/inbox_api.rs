@@ -396,3 +396,62 @@ async fn preferences_and_teams_over_http() -> anyhow::Result<()> {
     assert_eq!(r.status, 400);
     Ok(())
 }
+
+#[tokio::test]
+async fn after_reset_the_inbox_has_everything_still_stored_and_a_replay_carries_read_state() -> anyhow::Result<()> {
+    // The replay buffer keeps 5 per user; the inbox keeps everything.
+    let stack = Stack::start(StackOptions { user_max_per_subject: 5, ..Default::default() }).await?;
+    let token = stack.token("away");
+    let mut c = stack.connect("away", None).await?;
+    stack.publish("first", &["away"]).await?;
+    let cursor = match next_event(&mut c).await? {
+        Event::Notification { cursor, .. } => cursor,
+        other => anyhow::bail!("expected the first notification, got {other:?}"),
+    };
+    drop(c);
+    let ids: Vec<String> = (0..20).map(|i| format!("away-{i:02}")).collect();
+    for id in &ids {
+        stack.publish(id, &["away"]).await?;
+    }
+    // Wait until all are stored (the functions write them after publishing).
+    for _ in 0..100 {
+        if unread(&stack, &token).await? == 21 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(unread(&stack, &token).await?, 21);
+    let (status, _) = post(&stack, 0, "/v1/inbox/away-19/read", &token).await?;
+    assert_eq!(status, 200);
+
+    let mut c = herald_client::Connection::connect(&stack.ws_url(0), &token, Some(&cursor)).await?;
+    let mut got_reset = false;
+    for _ in 0..5 {
+        if let Event::Reset { .. } = next_event(&mut c).await? {
+            got_reset = true;
+            break;
+        }
+    }
+    assert!(got_reset, "the first cursor is older than the buffer keeps");
+    let page = get(&stack, 0, "/v1/inbox?limit=100", &token).await?;
+    let listed: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|i| i["notification"]["id"].as_str().unwrap()).collect();
+    let mut expected: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    expected.push("first");
+    assert_eq!(listed, expected, "everything, newest first");
+    assert_eq!(page["items"][0]["notification"]["read"], true);
+
+    // A reconnect from a cursor the buffer still has replays away-19 with read: true.
+    let from = page["items"][2]["cursor"].as_str().unwrap().to_owned(); // away-17
+    let mut c = herald_client::Connection::connect(&stack.ws_url(0), &token, Some(&from)).await?;
+    let mut replayed = Vec::new();
+    loop {
+        match next_event(&mut c).await? {
+            Event::Notification { notification, .. } => replayed.push((notification.id, notification.read)),
+            Event::Replayed { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(replayed, vec![("away-18".to_owned(), false), ("away-19".to_owned(), true)]);
+    Ok(())
+}
