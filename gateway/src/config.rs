@@ -93,8 +93,12 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Client IPs tracked for rate limits; the least recently seen are forgotten first.
     pub tracked_ips: usize,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// `HERALD_TRUSTED_PROXIES`: networks of the proxies whose `X-Forwarded-For` is believed;
+    /// the client is the rightmost hop not among them. Empty: the header is ignored.
+    pub trusted_proxies: Vec<crate::client_addr::Network>,
+    /// `HERALD_PROXY_PROTOCOL`: every socket starts with a PROXY v2 header giving the client's
+    /// address (behind an NLB or HAProxy with send-proxy-v2); one without is closed.
+    pub proxy_protocol: bool,
 }
 
 /// Shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least as long as the hash.
@@ -177,7 +181,9 @@ impl Config {
                 outbound_bytes: v.parse("HERALD_OUTBOUND_MAX_BYTES", 1024 * 1024)?,
                 write_timeout: v.seconds("HERALD_WRITE_TIMEOUT_SECONDS", Duration::from_secs(10))?,
                 tracked_ips: v.parse("HERALD_TRACKED_IPS", 100_000)?,
-                trust_forwarded_for: v.parse("HERALD_TRUST_FORWARDED_FOR", false)?,
+                trusted_proxies: crate::client_addr::parse_networks(&v.string("HERALD_TRUSTED_PROXIES", ""))
+                    .map_err(|e| bad("HERALD_TRUSTED_PROXIES", e))?,
+                proxy_protocol: v.parse("HERALD_PROXY_PROTOCOL", false)?,
             },
             allowed_origins: origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
             hello_timeout: v.seconds("HERALD_HELLO_TIMEOUT_SECONDS", Duration::from_secs(10))?,

@@ -7,7 +7,7 @@
 //! cannot read the status of a refused upgrade (they see 1006 and retry), so it is upgraded and
 //! closed at once with 4003, which a browser client can act on.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -92,7 +92,7 @@ async fn ws(
         ));
     }
     let origin_ok = origin_allowed(&st.config.allowed_origins, &headers);
-    let ip = client_ip(peer, &headers, st.config.limits.trust_forwarded_for);
+    let ip = crate::client_addr::client_ip(peer, &headers, &st.config.limits.trusted_proxies);
     if !st.connect_limit.allow(ip) {
         return Err(refuse("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"));
     }
@@ -146,19 +146,6 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         None => true,
         Some(origin) => allowed.iter().any(|a| a == origin || a == "*"),
     }
-}
-
-fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded: bool) -> IpAddr {
-    if trust_forwarded
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return ip;
-    }
-    peer.ip()
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod demo;
 pub mod events;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 pub use config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -217,6 +219,16 @@ pub async fn run_with_admin(
             state.ready.store(false, Ordering::Relaxed);
         }
     };
+    // Every socket's address is the real client's (PROXY protocol when configured); TapIo is
+    // what lets axum hand it to handlers as `ConnectInfo<SocketAddr>`.
+    let listener = client_addr::ClientListener::new(listener, state.config.limits.proxy_protocol, {
+        let state = state.clone();
+        move |e| {
+            state.metrics.refused("proxy_protocol");
+            tracing::debug!(error = %e, "socket closed: no valid PROXY header");
+        }
+    })?
+    .tap_io(|_| ());
     axum::serve(listener, http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(serve_shutdown)
         .await?;

@@ -322,7 +322,8 @@ impl Stack {
                 tracing::error!(error = %e, "gateway failed");
             }
         });
-        wait_ready(&format!("http://{addr}/readyz")).await.context("gateway did not become ready")?;
+        // The internal plane's /readyz: the public port may require a PROXY header.
+        wait_ready(&format!("http://{admin_addr}/readyz")).await.context("gateway did not become ready")?;
         Ok(((addr.to_string(), task), admin_addr))
     }
 
