@@ -266,7 +266,7 @@ impl Stack {
     /// Starts one more gateway; returns its index.
     pub async fn start_gateway(&mut self) -> anyhow::Result<usize> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let (gateway, admin) = self.spawn_gateway(listener).await?;
+        let (gateway, admin) = self.spawn_gateway(listener, std::net::TcpListener::bind("127.0.0.1:0")?).await?;
         self.gateways.push(gateway);
         self.admin_addrs.push(admin);
         Ok(self.gateways.len() - 1)
@@ -287,32 +287,24 @@ impl Stack {
 
     /// Starts a gateway again on the address of gateway `i`.
     pub async fn revive_gateway(&mut self, i: usize) -> anyhow::Result<()> {
-        let addr = self.gateways[i].0.clone();
-        // The old sockets may hold the port for a moment.
-        let mut tries = 0;
-        let listener = loop {
-            match std::net::TcpListener::bind(&addr) {
-                Ok(l) => break l,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    tracing::debug!(error = %e, "rebinding the gateway's address");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let (gateway, admin) = self.spawn_gateway(listener).await?;
+        // The same public and internal addresses: clients and scrapers keep theirs.
+        let listener = rebind(&self.gateways[i].0).await?;
+        let admin = rebind(&self.admin_addrs[i]).await?;
+        let (gateway, admin) = self.spawn_gateway(listener, admin).await?;
         self.gateways[i] = gateway;
         self.admin_addrs[i] = admin;
         Ok(())
     }
 
     /// A gateway on `listener`: its address and task, and its internal plane's address.
-    async fn spawn_gateway(&self, listener: std::net::TcpListener) -> anyhow::Result<((String, Task), String)> {
+    async fn spawn_gateway(
+        &self,
+        listener: std::net::TcpListener,
+        admin: std::net::TcpListener,
+    ) -> anyhow::Result<((String, Task), String)> {
         let config = herald_gateway::Config::from_vars(&self.gateway_vars())?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")?;
         admin.set_nonblocking(true)?;
         let admin_addr = admin.local_addr()?.to_string();
         let task = Task::spawn("gateway", move |token| async move {
@@ -545,4 +537,20 @@ pub async fn http_request(
     let status = text.split(' ').nth(1).context("status line")?.parse()?;
     let json = text.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
     Ok((status, json))
+}
+
+/// Binds `addr` again once the sockets of a killed process let go of it.
+async fn rebind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
+    let mut tries = 0;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) if tries < 100 => {
+                tries += 1;
+                tracing::debug!(error = %e, addr, "rebinding");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
