@@ -23,8 +23,11 @@ export declare class InboxView {
     readAll(): Promise<void>;
     setMuted(kinds: string[]): Promise<void>;
     close(): void;
+    /** A pushed notification. The gateway sends `unread` after a replay and after every read-state
+     * change, but not when a new notification is stored: a new unread one counts here, and the
+     * next `unread` frame (exact) replaces the count anyway. */
     private add;
-    /** Inserts in cursor order unless the id is already shown. */
+    /** Inserts in cursor order unless the id is already shown; whether it was inserted. */
     private insert;
     private markLocal;
     private set;

@@ -83,18 +83,25 @@ export class InboxView {
             off();
         this.listeners.clear();
     }
+    /** A pushed notification. The gateway sends `unread` after a replay and after every read-state
+     * change, but not when a new notification is stored: a new unread one counts here, and the
+     * next `unread` frame (exact) replaces the count anyway. */
     add(item) {
-        this.set(() => this.insert(item));
+        this.set(() => {
+            if (this.insert(item) && !item.notification.read)
+                this.unread += 1;
+        });
     }
-    /** Inserts in cursor order unless the id is already shown. */
+    /** Inserts in cursor order unless the id is already shown; whether it was inserted. */
     insert(item) {
         if (this.items.some((i) => i.notification.id === item.notification.id))
-            return;
+            return false;
         const at = this.items.findIndex((i) => cursorAfter(item.cursor, i.cursor));
         if (at < 0)
             this.items.push(item);
         else
             this.items.splice(at, 0, item);
+        return true;
     }
     markLocal(ids, read) {
         const all = ids.includes("*");

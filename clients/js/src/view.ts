@@ -98,16 +98,22 @@ export class InboxView {
     this.listeners.clear();
   }
 
+  /** A pushed notification. The gateway sends `unread` after a replay and after every read-state
+   * change, but not when a new notification is stored: a new unread one counts here, and the
+   * next `unread` frame (exact) replaces the count anyway. */
   private add(item: InboxItem): void {
-    this.set(() => this.insert(item));
+    this.set(() => {
+      if (this.insert(item) && !item.notification.read) this.unread += 1;
+    });
   }
 
-  /** Inserts in cursor order unless the id is already shown. */
-  private insert(item: InboxItem): void {
-    if (this.items.some((i) => i.notification.id === item.notification.id)) return;
+  /** Inserts in cursor order unless the id is already shown; whether it was inserted. */
+  private insert(item: InboxItem): boolean {
+    if (this.items.some((i) => i.notification.id === item.notification.id)) return false;
     const at = this.items.findIndex((i) => cursorAfter(item.cursor, i.cursor));
     if (at < 0) this.items.push(item);
     else this.items.splice(at, 0, item);
+    return true;
   }
 
   private markLocal(ids: string[], read: boolean): void {
