@@ -105,11 +105,16 @@ pub struct Limits {
 pub const MIN_SECRET_BYTES: usize = 32;
 
 fn secret(v: &Vars, name: &str) -> Result<Secret, ConfigError> {
-    let s = Secret::new(v.required(name)?);
+    optional_secret(v, name)?.ok_or_else(|| bad(name, "is required"))
+}
+
+/// A secret that may be unset; when set, as long as [`secret`] asks.
+pub(crate) fn optional_secret(v: &Vars, name: &str) -> Result<Option<Secret>, ConfigError> {
+    let Some(s) = v.get(name).map(Secret::new) else { return Ok(None) };
     if s.len() < MIN_SECRET_BYTES {
         return Err(bad(name, format!("must be at least {MIN_SECRET_BYTES} bytes (it is {})", s.len())));
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ConfigError {
@@ -219,13 +224,17 @@ mod tests {
         let err = Config::from_vars(&vars("too-short")).unwrap_err();
         assert_eq!(err.name, "HERALD_JWT_SECRET");
         let long = "a-secret-of-at-least-thirty-two-bytes";
-        let v = vars(long).with("HERALD_ADMIN_JWT_SECRET", "admin-secret-also-at-least-32-bytes!");
+        let v = vars(long)
+            .with("HERALD_ADMIN_JWT_SECRET", "admin-secret-also-at-least-32-bytes!")
+            .with("HERALD_SERVICE_JWT_SECRET", "service-secret-too-at-least-32-bytes");
         let c = Config::from_vars(&v).unwrap();
         let printed = format!("{c:?}");
-        for leak in [long, "admin-secret-also", "natspass"] {
+        for leak in [long, "admin-secret-also", "service-secret-too", "natspass"] {
             assert!(!printed.contains(leak), "{leak} in {printed}");
         }
         let short_admin = vars(long).with("HERALD_ADMIN_JWT_SECRET", "short");
         assert_eq!(Config::from_vars(&short_admin).unwrap_err().name, "HERALD_ADMIN_JWT_SECRET");
+        let short_service = vars(long).with("HERALD_SERVICE_JWT_SECRET", "short");
+        assert_eq!(Config::from_vars(&short_service).unwrap_err().name, "HERALD_SERVICE_JWT_SECRET");
     }
 }

@@ -4,12 +4,13 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use herald_core::config::{ConfigError, DynamoConfig, Vars};
+use herald_core::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The HS256 secret of service tokens (`HERALD_SERVICE_JWT_SECRET`); without it every
-    /// service endpoint answers 401.
-    pub service_secret: Option<String>,
+    /// service endpoint answers 401. At least 32 bytes, like the user secret; never in `Debug`.
+    pub service_secret: Option<Secret>,
     /// `HERALD_NATS_CREATOR_URL`: NATS as a creator (may publish `herald.in.>`), for
     /// `POST /v1/notifications` where NATS has users (the gateway's own user may not publish
     /// requests); unset: the gateway's own connection.
@@ -37,7 +38,7 @@ impl ApiConfig {
         let dynamo = DynamoConfig::from_vars(v);
         Ok(ApiConfig {
             create_tables: v.parse("HERALD_CREATE_TABLES", dynamo.endpoint.is_some())?,
-            service_secret: v.get("HERALD_SERVICE_JWT_SECRET").map(str::to_owned),
+            service_secret: crate::config::optional_secret(v, "HERALD_SERVICE_JWT_SECRET")?,
             creator_nats_url: v.get("HERALD_NATS_CREATOR_URL").map(str::to_owned),
             user_rate: v.parse("HERALD_API_USER_PER_SEC", NonZeroU32::new(20).expect("non-zero"))?,
             user_burst: v.parse("HERALD_API_USER_BURST", NonZeroU32::new(100).expect("non-zero"))?,

@@ -66,7 +66,7 @@ impl Shared {
                 // The audience is checked like user tokens'; the issuer is not: service tokens
                 // are minted by whoever holds the service secret, not by the users' IdP.
                 let auth = AuthConfig {
-                    keys: KeySource::Secret { secret: herald_core::secret::Secret::new(secret.clone()), kid: None },
+                    keys: KeySource::Secret { secret: secret.clone(), kid: None },
                     audience: config.auth.audience.clone(),
                     issuer: None,
                     leeway: config.auth.leeway,
