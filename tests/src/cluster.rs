@@ -15,7 +15,7 @@ use herald_client::Publisher;
 use herald_core::config::Vars;
 use herald_core::subject;
 
-use crate::servers::{LocalDynamo, NatsRole, free_port, kill, repo_root, signal, tool, wait_for_port};
+use crate::servers::{LocalDynamo, NatsRole, PortTaken, free_port, kill, repo_root, signal, tool, wait_for_port};
 use crate::stack::{AUDIENCE, SECRET, Task, wait_ready};
 
 const NODES: usize = 3;
@@ -39,7 +39,19 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts the three nodes; if a port was taken by another process meanwhile, all three again
+    /// on new ports.
     pub fn start() -> anyhow::Result<Self> {
+        let mut tries = 0;
+        loop {
+            match Self::start_once() {
+                Err(e) if e.downcast_ref::<PortTaken>().is_some() && tries < 5 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once() -> anyhow::Result<Self> {
         let mut nodes = Vec::new();
         for i in 0..NODES {
             nodes.push(NatsNode {

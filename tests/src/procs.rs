@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use herald_core::config::Vars;
 
 use crate::Stack;
-use crate::servers::free_port;
+use crate::servers::{free_port, listener_pid_matches};
 use crate::stack::{Task, http_get};
 
 /// A binary of this workspace, built in the same profile as the running test or bench
@@ -59,11 +59,21 @@ impl Proc {
 
     /// Starts the `herald-functions` runner binary and waits until it is ready.
     pub async fn runner(vars: &Vars) -> anyhow::Result<Self> {
-        let ops = format!("127.0.0.1:{}", free_port());
-        let mut p = Proc::spawn("herald-functions", &vars.clone().with("HERALD_FUNCTIONS_LISTEN", ops.clone()), &[])?;
-        wait_ready(&ops).await?;
-        p.ops = Some(ops);
-        Ok(p)
+        // A port taken meanwhile by another test's process would answer /readyz for it.
+        for _ in 0..5 {
+            let port = free_port();
+            let ops = format!("127.0.0.1:{port}");
+            let mut p =
+                Proc::spawn("herald-functions", &vars.clone().with("HERALD_FUNCTIONS_LISTEN", ops.clone()), &[])?;
+            wait_ready(&ops).await?;
+            let pid = p.child.as_ref().map(|c| c.id());
+            if listener_pid_matches(port, pid) == Some(true) {
+                p.ops = Some(ops);
+                return Ok(p);
+            }
+            p.kill9();
+        }
+        bail!("no free port for the runner's operations endpoint in 5 tries")
     }
 
     /// `kill -9`: nothing after this point runs in the process.

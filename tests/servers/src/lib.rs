@@ -2,7 +2,7 @@
 //! on drop, and a bare HTTP GET for their neighbours' operations endpoints: what the integration
 //! tests (`herald-tests`) and the benchmarks (`bench/loadgen`) both start their servers with.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,19 +28,80 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding an ephemeral port")
 }
 
+/// Waits until `child` itself listens on `port`. Another process that got the same port a moment
+/// earlier (a parallel test's server: `free_port` only says it was free) fails with
+/// [`PortTaken`], so that the caller picks another port instead of sharing that process's server
+/// and losing it when that test ends.
 pub fn wait_for_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
         if let Some(status) = child.try_wait()? {
+            if listener_pid_matches(port, None).is_some() {
+                return Err(PortTaken(port).into());
+            }
             bail!("{what} exited with {status} before listening on {port}");
         }
-        std::thread::sleep(Duration::from_millis(25));
+        match listener_pid_matches(port, Some(child.id())) {
+            Some(true) => return Ok(()),
+            Some(false) => {
+                kill(child);
+                return Err(PortTaken(port).into());
+            }
+            None => std::thread::sleep(Duration::from_millis(25)),
+        }
     }
     bail!("{what} did not listen on {port} within 20 s")
+}
+
+/// The port a server was started on was taken by another process: pick another and start again.
+#[derive(Debug)]
+pub struct PortTaken(pub u16);
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "port {} is taken by another process", self.0)
+    }
+}
+
+impl std::error::Error for PortTaken {}
+
+/// Runs `start` with fresh free ports until one is not taken by another process (a few tries).
+pub fn with_free_port<T>(mut start: impl FnMut(u16) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut tries = 0;
+    loop {
+        match start(free_port()) {
+            Err(e) if e.downcast_ref::<PortTaken>().is_some() && tries < 5 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Whether the socket listening on 127.0.0.1:`port` (IPv4, from `/proc/net/tcp`) belongs to
+/// process `pid`: `None` while nothing listens there; with `pid` `None`, `Some(false)` if
+/// anything does.
+pub fn listener_pid_matches(port: u16, pid: Option<u32>) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let wanted = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 9 && f[1] == wanted && f[3] == "0A").then(|| f[9].to_owned())
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let Some(pid) = pid else { return Some(false) };
+    // A process whose descriptors cannot be read is not one of ours.
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Some(false) };
+    let owned = fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|l| inodes.iter().any(|i| l.to_string_lossy() == format!("socket:[{i}]")))
+            .unwrap_or(false)
+    });
+    Some(owned)
 }
 
 pub fn kill(child: &mut Child) {
@@ -87,9 +148,11 @@ pub struct NatsServer {
 impl NatsServer {
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = free_port();
-        let child = Self::spawn(port, dir.path(), false)?;
-        Ok(NatsServer { child, port, dir, secured: false })
+        with_free_port(|port| {
+            let child = Self::spawn(port, dir.path(), false)?;
+            Ok((child, port))
+        })
+        .map(|(child, port)| NatsServer { child, port, dir, secured: false })
     }
 
     /// A server with `infra/nats/permissions.conf` in force: every client must log in as one of
@@ -102,7 +165,6 @@ impl NatsServer {
     /// what a process does when NATS refuses it something).
     pub fn start_secured_with(extra_users: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = free_port();
         // nats-server resolves includes relative to the including file only.
         std::fs::copy(repo_root().join("infra/nats/permissions.conf"), dir.path().join("permissions.conf"))?;
         let users = [NatsRole::Creator, NatsRole::Functions, NatsRole::Gateway, NatsRole::Admin]
@@ -119,7 +181,7 @@ impl NatsServer {
             inspector.password()
         );
         std::fs::write(dir.path().join("nats.conf"), conf)?;
-        let child = Self::spawn(port, dir.path(), true)?;
+        let (child, port) = with_free_port(|port| Ok((Self::spawn(port, dir.path(), true)?, port)))?;
         Ok(NatsServer { child, port, dir, secured: true })
     }
 
@@ -203,8 +265,11 @@ pub struct LocalDynamo {
 
 impl LocalDynamo {
     pub fn start() -> anyhow::Result<Self> {
-        let mut d = LocalDynamo { child: None, port: free_port(), dir: tempfile::tempdir()? };
-        d.resume()?;
+        let mut d = LocalDynamo { child: None, port: 0, dir: tempfile::tempdir()? };
+        with_free_port(|port| {
+            d.port = port;
+            d.resume()
+        })?;
         Ok(d)
     }
 
@@ -260,5 +325,15 @@ mod tests {
     fn repo_root_is_the_workspace() {
         let manifest = std::fs::read_to_string(super::repo_root().join("Cargo.toml")).unwrap();
         assert!(manifest.contains("[workspace]"));
+    }
+
+    #[test]
+    fn a_listener_is_told_apart_from_another_process_s() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(super::listener_pid_matches(port, Some(std::process::id())), Some(true));
+        assert_eq!(super::listener_pid_matches(port, Some(1)), Some(false));
+        drop(listener);
+        assert_eq!(super::listener_pid_matches(port, Some(std::process::id())), None);
     }
 }
