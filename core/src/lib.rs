@@ -9,6 +9,7 @@ pub mod notification;
 pub mod request;
 pub mod secret;
 pub mod signal;
+pub mod state;
 pub mod subject;
 
 pub use cursor::{BadCursor, Cursor};

@@ -151,7 +151,7 @@ pub async fn deliver<I: Inbox, O: Outbox>(
         loop {
             tokio::select! {
                 next = stored.next(), if open && running.len() < fanout => match next {
-                    Some(sent) => running.push(store_chunk(inbox, event, &notification, accepted_at_ms, sent, stages)),
+                    Some(sent) => running.push(store_chunk(inbox, outbox, event, &notification, accepted_at_ms, sent, stages)),
                     None => open = false,
                 },
                 Some(done) = running.next(), if !running.is_empty() => {
@@ -213,13 +213,15 @@ async fn read_chunk<I: Inbox, O: Outbox>(
     Ok((todo, found))
 }
 
-/// Awaits a chunk's acks, then writes its items: (stored, existed, found).
-async fn store_chunk<I: Inbox, P: Future<Output = Result<Cursor, Failure>>>(
+/// Awaits a chunk's acks, then writes its items and announces the new unread counts:
+/// (stored, existed, found).
+async fn store_chunk<I: Inbox, O: Outbox>(
     inbox: &I,
+    outbox: &O,
     event: Event<'_>,
     notification: &Notification,
     accepted_at_ms: i64,
-    sent: Sent<P>,
+    sent: Sent<O::Pending>,
     stages: &Stages,
 ) -> Result<(usize, usize, usize), Failure> {
     let mut copies = Vec::with_capacity(sent.published.len() + sent.found.len());
@@ -246,7 +248,31 @@ async fn store_chunk<I: Inbox, P: Future<Output = Result<Cursor, Failure>>>(
     for _ in 0..items.len() {
         stages.stored.observe(elapsed);
     }
+    let counted: Vec<&str> = done.counted.iter().map(|&i| items[i].user).collect();
+    announce_unread(inbox, outbox, &counted).await;
     Ok((done.unread + done.read, done.existed, found))
+}
+
+/// Sends the users whose count just grew their new count (one read per 100 users, one core
+/// NATS message each). Best effort: the copies are stored and pushed whatever happens here, and
+/// a device that misses a count gets the exact one at its next change, `welcome` or `replayed`.
+async fn announce_unread<I: Inbox, O: Outbox>(inbox: &I, outbox: &O, users: &[&str]) {
+    if users.is_empty() {
+        return;
+    }
+    let counts = match inbox.unread_counts(users).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, users = users.len(), "reading unread counts to announce failed");
+            return;
+        }
+    };
+    for (user, unread) in counts {
+        if let Err(e) = outbox.announce_unread(&user, unread).await {
+            tracing::warn!(error = %e, "announcing an unread count failed");
+            return;
+        }
+    }
 }
 
 /// Seconds since the request was accepted.
@@ -334,17 +360,29 @@ mod tests {
             }
             let mut items = self.items.lock().unwrap();
             let mut r = InsertReport::default();
-            for i in new {
+            for (k, i) in new.iter().enumerate() {
                 let key = (i.user.to_owned(), i.notification.id.clone());
                 match items.entry(key) {
                     std::collections::hash_map::Entry::Occupied(_) => r.existed += 1,
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert((i.cursor, i.muted));
-                        r.unread += 1;
+                        if i.muted {
+                            r.read += 1;
+                        } else {
+                            r.unread += 1;
+                            r.counted.push(k);
+                        }
                     }
                 }
             }
             Ok(r)
+        }
+        async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, u64>, Failure> {
+            let items = self.items.lock().unwrap();
+            Ok(users
+                .iter()
+                .map(|u| (u.to_string(), items.iter().filter(|((o, _), (_, muted))| o == u && !muted).count() as u64))
+                .collect())
         }
     }
 
@@ -353,6 +391,7 @@ mod tests {
     struct FakeOutbox {
         published: Mutex<Vec<(String, String, bool)>>,
         dead: Mutex<Vec<String>>,
+        announced: Mutex<Vec<(String, u64)>>,
     }
 
     impl Outbox for FakeOutbox {
@@ -368,6 +407,10 @@ mod tests {
         }
         fn duplicate_window(&self) -> Duration {
             Duration::ZERO
+        }
+        async fn announce_unread(&self, user: &str, unread: u64) -> Result<(), Failure> {
+            self.announced.lock().unwrap().push((user.to_owned(), unread));
+            Ok(())
         }
         async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
             self.dead.lock().unwrap().push(letter.code.to_owned());
@@ -434,6 +477,19 @@ mod tests {
         assert!(published.contains(&("quiet".to_owned(), "m".to_owned(), true)));
         assert!(published.contains(&("loud".to_owned(), "m".to_owned(), false)));
         assert!(inbox.items.lock().unwrap()[&("quiet".to_owned(), "m".to_owned())].1, "stored as muted");
+        // Only the count that changed is announced.
+        assert_eq!(*outbox.announced.lock().unwrap(), vec![("loud".to_owned(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn each_stored_copy_announces_the_users_new_count_and_a_rerun_announces_nothing() {
+        let (inbox, outbox) = (FakeInbox::default(), FakeOutbox::default());
+        for id in ["n1", "n2"] {
+            let body = format!(r#"{{"id":"{id}","recipients":{{"users":["u"]}},"kind":"k","title":"x"}}"#);
+            run(&inbox, &outbox, body.as_bytes(), 1).await.unwrap();
+        }
+        run(&inbox, &outbox, br#"{"id":"n2","recipients":{"users":["u"]},"kind":"k","title":"x"}"#, 2).await.unwrap();
+        assert_eq!(*outbox.announced.lock().unwrap(), vec![("u".to_owned(), 1), ("u".to_owned(), 2)]);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! preferences are managed through its methods (`add_member`, `add_members`, `remove_member`,
 //! `list_members`, `list_members_page`, `set_muted_kinds`, `muted_kinds`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 pub use herald_store::Store as DynamoInbox;
 pub use herald_store::client;
@@ -28,5 +28,9 @@ impl Inbox for Store {
 
     async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
         Ok(Store::insert(self, items).await?)
+    }
+
+    async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, u64>, Failure> {
+        Ok(Store::unread_counts(self, users).await?)
     }
 }

@@ -23,6 +23,7 @@ use herald_core::notification::{
     HDR_ACCEPTED_AT, HDR_DELIVERIES, HDR_MUTED, HDR_ORIGINAL_SEQ, HDR_REASON, HDR_REASON_CODE, HDR_REDRIVE_OF,
     HDR_SOURCE,
 };
+use herald_core::state::ReadEvent;
 use herald_core::subject::USER_STREAM;
 use herald_core::{Cursor, subject, user_msg_id};
 use time::OffsetDateTime;
@@ -213,6 +214,16 @@ impl Outbox for JetStreamOutbox {
             .await
             .map_err(|e| Failure::transient("publish dead letter ack", e))?;
         Ok(())
+    }
+
+    async fn announce_unread(&self, user: &str, unread: u64) -> Result<(), Failure> {
+        let body =
+            serde_json::to_vec(&ReadEvent::count(unread)).map_err(|e| Failure::permanent("announce unread", e))?;
+        self.js
+            .client()
+            .publish(subject::state_subject(user), body.into())
+            .await
+            .map_err(|e| Failure::transient("announce unread", e))
     }
 }
 

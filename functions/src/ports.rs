@@ -3,7 +3,7 @@
 //! Implementations: [`crate::dynamo`] (the `herald-store` crate) and [`crate::nats`]; unit tests use
 //! in-memory fakes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use std::time::Duration;
@@ -80,6 +80,9 @@ pub trait Inbox: Send + Sync {
 
     /// Stores each copy with its cursor unless its item exists; never overwrites.
     fn insert(&self, items: &[NewItem<'_>]) -> impl Future<Output = Result<InsertReport, Failure>> + Send;
+
+    /// The unread counts of `users` as stored now (consistent reads).
+    fn unread_counts(&self, users: &[&str]) -> impl Future<Output = Result<HashMap<String, u64>, Failure>> + Send;
 }
 
 /// A request that will not be delivered, with what is known of its origin and why.
@@ -150,4 +153,8 @@ pub trait Outbox: Send + Sync {
 
     /// Keeps a request that will not be delivered, with its reason, on `herald.dlq.<source>`.
     fn dead_letter(&self, letter: DeadLetter<'_>) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// Tells the gateways with a device of `user` its new unread count (`herald.state.<token>`,
+    /// core NATS: no one listening, nothing kept).
+    fn announce_unread(&self, user: &str, unread: u64) -> impl Future<Output = Result<(), Failure>> + Send;
 }

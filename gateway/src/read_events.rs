@@ -1,6 +1,7 @@
 //! Read-state changes reach every device of a user on every gateway: the gateway that made a
-//! change publishes it on `herald.state.<token>` (core NATS), every gateway subscribes once to
-//! `herald.state.>` and hands the `read` and `unread` frames to its own sessions of that user.
+//! change publishes it on `herald.state.<token>` (core NATS), as do the functions when they store
+//! new unread copies (a count alone); every gateway subscribes once to `herald.state.>` and hands
+//! the `read` and `unread` frames to its own sessions of that user.
 //!
 //! A session's mailbox here is a small queue (a few dozen bytes while empty, like the live
 //! mailboxes); past [`MAILBOX`] frames the newest are dropped and counted. These frames are
@@ -15,36 +16,25 @@ use std::task::Poll;
 
 use futures::StreamExt;
 use futures::task::AtomicWaker;
+pub use herald_core::state::ReadEvent;
 use herald_core::subject::{STATE_PREFIX, state_subject, token};
-use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 /// Frames one session may have waiting.
 const MAILBOX: usize = 32;
 
-/// A change of read state, as published between gateways.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadEvent {
-    /// The ids whose state changed (`["*"]` after read-all); empty when only the count changed.
-    pub ids: Vec<String>,
-    pub read: bool,
-    pub unread: u64,
-}
-
-impl ReadEvent {
-    /// The frames a device gets: `read` (with `"read": false` when marked unread), `unread`.
-    pub fn frames(&self) -> Vec<Arc<str>> {
-        let mut out = Vec::with_capacity(2);
-        if !self.ids.is_empty() {
-            let mut read = serde_json::json!({"type": "read", "ids": self.ids});
-            if !self.read {
-                read["read"] = false.into();
-            }
-            out.push(Arc::from(read.to_string()));
+/// The frames a device gets for `event`: `read` (with `"read": false` when marked unread), `unread`.
+pub fn frames(event: &ReadEvent) -> Vec<Arc<str>> {
+    let mut out = Vec::with_capacity(2);
+    if !event.ids.is_empty() {
+        let mut read = serde_json::json!({"type": "read", "ids": event.ids});
+        if !event.read {
+            read["read"] = false.into();
         }
-        out.push(Arc::from(crate::protocol::unread(self.unread)));
-        out
+        out.push(Arc::from(read.to_string()));
     }
+    out.push(Arc::from(crate::protocol::unread(event.unread)));
+    out
 }
 
 #[derive(Default)]
@@ -98,7 +88,7 @@ impl ReadHub {
             Some(v) => v.iter().map(|(_, m)| m.clone()).collect(),
             None => return,
         };
-        let frames = event.frames();
+        let frames = frames(event);
         for m in boxes {
             let mut q = m.queue.lock().unwrap_or_else(|p| p.into_inner());
             for f in &frames {
@@ -179,11 +169,11 @@ mod tests {
     #[test]
     fn frames_follow_the_protocol() {
         let e = ReadEvent { ids: vec!["a".into()], read: false, unread: 3 };
-        let f: Vec<serde_json::Value> = e.frames().iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+        let f: Vec<serde_json::Value> = frames(&e).iter().map(|f| serde_json::from_str(f).unwrap()).collect();
         assert_eq!(f[0], serde_json::json!({"type": "read", "ids": ["a"], "read": false}));
         assert_eq!(f[1], serde_json::json!({"type": "unread", "count": 3}));
         let all = ReadEvent { ids: vec!["*".into()], read: true, unread: 0 };
-        let f: serde_json::Value = serde_json::from_str(&all.frames()[0]).unwrap();
+        let f: serde_json::Value = serde_json::from_str(&frames(&all)[0]).unwrap();
         assert_eq!(f, serde_json::json!({"type": "read", "ids": ["*"]}));
     }
 

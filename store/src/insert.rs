@@ -44,10 +44,13 @@ pub struct NewItem<'a> {
 }
 
 /// What [`Store::insert`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InsertReport {
     /// Items written now, counted unread.
     pub unread: usize,
+    /// Which they are: their places in the `items` given, in no particular order (their users'
+    /// counts changed).
+    pub counted: Vec<usize>,
     /// Items written now as read (muted, or covered by a read-all).
     pub read: usize,
     /// Items that were already there (an earlier delivery): nothing changed.
@@ -116,9 +119,12 @@ impl Store {
             for group in groups(&todo) {
                 match self.transact(items, group).await? {
                     None => {
-                        for (_, mode) in group {
+                        for &(i, mode) in group {
                             match mode {
-                                Mode::Counted => report.unread += 1,
+                                Mode::Counted => {
+                                    report.unread += 1;
+                                    report.counted.push(i);
+                                }
                                 Mode::Read => report.read += 1,
                             }
                         }

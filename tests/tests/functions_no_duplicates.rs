@@ -49,6 +49,9 @@ impl Inbox for Interfere {
         }
         Inbox::insert(&self.inner, items).await
     }
+    async fn unread_counts(&self, users: &[&str]) -> Result<std::collections::HashMap<String, u64>, Failure> {
+        Inbox::unread_counts(&self.inner, users).await
+    }
 }
 
 fn short_window(extra: &[(&str, &str)]) -> StackOptions {

@@ -94,6 +94,9 @@ impl Inbox for Crash<DynamoInbox> {
         }
         Ok(done)
     }
+    async fn unread_counts(&self, users: &[&str]) -> Result<std::collections::HashMap<String, u64>, Failure> {
+        Inbox::unread_counts(&self.inner, users).await
+    }
 }
 
 impl Outbox for Crash<JetStreamOutbox> {
@@ -119,6 +122,9 @@ impl Outbox for Crash<JetStreamOutbox> {
     }
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
         self.inner.dead_letter(letter).await
+    }
+    async fn announce_unread(&self, user: &str, unread: u64) -> Result<(), Failure> {
+        self.inner.announce_unread(user, unread).await
     }
 }
 

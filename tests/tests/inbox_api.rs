@@ -347,6 +347,45 @@ async fn two_devices_on_two_gateways_see_each_others_reads_live() -> anyhow::Res
     Ok(())
 }
 
+/// Frames until `want` notification ids have arrived and the last `unread` says `count`.
+async fn until_counted(c: &mut herald_client::Connection, want: usize, count: u64) -> anyhow::Result<Vec<Event>> {
+    let mut seen = Vec::new();
+    loop {
+        let e = next_frame(c).await?;
+        seen.push(e.clone());
+        let notes = seen.iter().filter(|e| matches!(e, Event::Notification { .. })).count();
+        if notes == want && e == (Event::Unread { count }) {
+            return Ok(seen);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stored_notification_updates_the_badge_of_every_device_with_the_exact_count() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions { gateways: 2, ..Default::default() }).await?;
+    let token = stack.token("badge");
+    let mut phone = stack.connect_to(0, "badge", None).await?;
+    let mut laptop = stack.connect_to(1, "badge", None).await?;
+    stack.publish("b-1", &["badge"]).await?;
+    stack.publish("b-2", &["badge"]).await?;
+    for device in [&mut phone, &mut laptop] {
+        until_counted(device, 2, 2).await?;
+    }
+    // A read then a new notification: the count a device ends on is the stored one.
+    post(&stack, 0, "/v1/inbox/b-1/read", &token).await?;
+    stack.publish("b-3", &["badge"]).await?;
+    for device in [&mut phone, &mut laptop] {
+        until_counted(device, 1, 2).await?;
+    }
+    assert_eq!(unread(&stack, &token).await?, 2);
+    // Another user's device hears none of it.
+    let mut stranger = stack.connect_to(1, "stranger", None).await?;
+    stack.publish("b-4", &["badge"]).await?;
+    until_counted(&mut phone, 1, 3).await?;
+    assert!(tokio::time::timeout(Duration::from_millis(500), next_frame(&mut stranger)).await.is_err());
+    Ok(())
+}
+
 #[tokio::test]
 async fn preferences_and_teams_over_http() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions { start_runner: false, ..Default::default() }).await?;

@@ -56,6 +56,22 @@ impl Store {
         Ok(got.item.as_ref().map(counters_of).unwrap_or_default())
     }
 
+    /// The unread counts of `users` as their rows say (consistent reads, BatchGetItem, 100 per
+    /// request; no expiry sweep): what the functions announce after storing new copies. A user
+    /// without a row has 0.
+    pub async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, u64>, StoreError> {
+        let mut out: HashMap<String, u64> = users.iter().map(|u| ((*u).to_owned(), 0)).collect();
+        let keys: Vec<_> = out.keys().map(|u| HashMap::from([("user".to_owned(), s(u))])).collect();
+        let rows =
+            self.batch_get("dynamodb get counters", &self.tables.users, keys, "#u, unread", &[("#u", "user")]).await?;
+        for row in &rows {
+            if let Some(user) = crate::get_s(row, "user") {
+                out.insert(user.clone(), num::<i64>(row, "unread").unwrap_or(0).max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
     /// The exact unread count: expired items are removed first (see the module docs). Two
     /// requests when nothing has expired.
     pub async fn unread_count(&self, user: &str) -> Result<u64, StoreError> {
