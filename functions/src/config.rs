@@ -32,6 +32,9 @@ pub struct Config {
     pub handler_deadline: Duration,
     /// How long inbox items are kept (`expires_at`).
     pub inbox_ttl: Duration,
+    /// How often the runner removes every user's expired items; `None` (`0`): never (another
+    /// runner, or `herald-functions sweep` from a scheduler, does it).
+    pub sweep_interval: Option<Duration>,
 }
 
 impl Config {
@@ -51,6 +54,8 @@ impl Config {
             shutdown_grace: v.seconds("HERALD_SHUTDOWN_GRACE_SECONDS", Duration::from_secs(10))?,
             handler_deadline: v.seconds("HERALD_HANDLER_DEADLINE_SECONDS", Duration::from_secs(120))?,
             inbox_ttl: Duration::from_secs(v.parse::<u64>("HERALD_INBOX_TTL_DAYS", 90)? * 24 * 3600),
+            sweep_interval: Some(v.seconds("HERALD_SWEEP_INTERVAL_SECONDS", Duration::from_secs(6 * 3600))?)
+                .filter(|d| !d.is_zero()),
         })
     }
 }

@@ -22,6 +22,7 @@ pub mod redrive;
 pub mod runner;
 pub mod settle;
 pub mod streams;
+pub mod sweep;
 
 pub use config::Config;
 pub use runner::{RunError, run};

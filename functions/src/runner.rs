@@ -107,6 +107,8 @@ where
         JetStreamOutbox::new(js.clone()),
         shutdown.clone(),
     ));
+    let sweeper =
+        config.sweep_interval.map(|every| tokio::spawn(crate::sweep::run(inbox.clone(), every, shutdown.clone())));
     let (inbox, outbox) = wrap(inbox, user_outbox);
     ops.ready.store(true, Ordering::Relaxed);
     info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
@@ -154,6 +156,9 @@ where
         Ok(Err(e)) => warn!(error = %e, "the dead-letter task stopped"),
         Err(e) => warn!(error = %e, "the dead-letter task panicked"),
         Ok(Ok(())) => {}
+    }
+    if let Some(s) = sweeper {
+        let _ = s.await;
     }
     let _ = client.drain().await;
     let _ = http.await;

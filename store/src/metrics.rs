@@ -14,12 +14,13 @@ pub enum Op {
     Query,
     Update,
     Delete,
+    Scan,
     /// Table administration (describe, create): start-up only.
     Admin,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::Put,
         Op::TransactWrite,
         Op::BatchWrite,
@@ -28,6 +29,7 @@ impl Op {
         Op::Query,
         Op::Update,
         Op::Delete,
+        Op::Scan,
         Op::Admin,
     ];
 
@@ -42,6 +44,7 @@ impl Op {
             Op::Query => "query",
             Op::Update => "update",
             Op::Delete => "delete",
+            Op::Scan => "scan",
             Op::Admin => "admin",
         }
     }
@@ -50,7 +53,7 @@ impl Op {
 /// Requests sent, by [`Op`]; shared by every clone of a [`crate::Store`].
 #[derive(Debug, Default)]
 pub struct RequestCounts {
-    counts: [Counter; 9],
+    counts: [Counter; Op::ALL.len()],
 }
 
 impl RequestCounts {

@@ -65,8 +65,12 @@ async fn seed(store: &Store, user: &str, ids: &[String], first_seq: u64) -> anyh
 /// Writes `n` unread items and the counters that go with them the fast way (BatchWriteItem,
 /// 25 at a time): the rows [`seed`]'s transactions would make, for a large inbox.
 async fn bulk_seed(store: &Store, user: &str, n: u64) -> anyhow::Result<()> {
+    bulk_seed_expiring(store, user, n, herald_client::token::now_secs() + 86_400).await
+}
+
+/// [`bulk_seed`] with the items' `expires_at`.
+async fn bulk_seed_expiring(store: &Store, user: &str, n: u64, expires: u64) -> anyhow::Result<()> {
     use aws_sdk_dynamodb::types::{AttributeValue as A, PutRequest, WriteRequest};
-    let expires = herald_client::token::now_secs() + 86_400;
     let rows: Vec<WriteRequest> = (1..=n)
         .map(|k| {
             let put = PutRequest::builder()
@@ -383,6 +387,33 @@ async fn a_stored_notification_updates_the_badge_of_every_device_with_the_exact_
     stack.publish("b-4", &["badge"]).await?;
     until_counted(&mut phone, 1, 3).await?;
     assert!(tokio::time::timeout(Duration::from_millis(500), next_frame(&mut stranger)).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_who_never_returns_has_expired_items_swept_and_the_count_stays_exact() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        env: vec![("HERALD_SWEEP_INTERVAL_SECONDS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await?;
+    let store = store(&stack);
+    // 250 unread items that expired yesterday (three transactions of 99 to remove), then three
+    // fresh ones; and a user with nothing expired, untouched.
+    bulk_seed_expiring(&store, "gone", 250, herald_client::token::now_secs() - 86_400).await?;
+    seed(&store, "gone", &ids("fresh", 3), 251).await?;
+    seed(&store, "present", &ids("p", 2), 1).await?;
+    assert_eq!(store.counters("gone").await?.unread, 253);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.counters("gone").await?.unread != 3 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "not swept within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = store.list("gone", 100, None, &Default::default()).await?;
+    let left: Vec<String> = page.items.iter().map(|i| i.notification.id.clone()).collect();
+    assert_eq!(left, vec!["fresh-00002", "fresh-00001", "fresh-00000"]);
+    assert_eq!(store.counters("present").await?.unread, 2);
+    assert_eq!(store.list("present", 100, None, &Default::default()).await?.items.len(), 2);
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! `herald-functions`: the runner binary. Reads its config once and runs until SIGTERM/Ctrl-C.
 //!
 //! `herald-functions redrive [--source S] [--seq N]` instead re-drives dead letters (all, those
-//! of one source, or the one whose original `HERALD_IN` sequence is N) and exits.
+//! of one source, or the one whose original `HERALD_IN` sequence is N) and exits;
+//! `herald-functions sweep` removes every user's expired inbox items once and exits (for a
+//! scheduler, when the runners' own sweep is off).
 
 use anyhow::{Context, bail};
 use herald_core::config::{NatsConfig, Vars};
@@ -20,8 +22,11 @@ async fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("redrive") {
         return redrive_command(&vars, &args[1..]).await;
     }
+    if args.first().map(String::as_str) == Some("sweep") && args.len() == 1 {
+        return sweep_command(&vars).await;
+    }
     if let Some(a) = args.first() {
-        bail!("unknown argument {a:?}; usage: herald-functions [redrive [--source S] [--seq N]]");
+        bail!("unknown argument {a:?}; usage: herald-functions [redrive [--source S] [--seq N] | sweep]");
     }
     let config = Config::from_vars(&vars)?;
     let listen = vars.string("HERALD_FUNCTIONS_LISTEN", "127.0.0.1:8081");
@@ -29,6 +34,14 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(herald_core::signal::cancel_on_signal(shutdown.clone()));
     run(listener, config, shutdown).await?;
+    Ok(())
+}
+
+async fn sweep_command(vars: &Vars) -> anyhow::Result<()> {
+    let config = Config::from_vars(vars)?;
+    let store = herald_functions::dynamo::DynamoInbox::connect(&config.dynamo).await;
+    let r = store.sweep_all(herald_functions::sweep::PAUSE).await?;
+    println!("swept {} users: {} expired items removed, {} users left for later", r.users, r.removed, r.failed);
     Ok(())
 }
 

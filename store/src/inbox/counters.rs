@@ -80,12 +80,18 @@ impl Store {
 
     /// Removes the user's expired items, adjusting `unread`; returns the counters after.
     pub async fn sweep_expired(&self, user: &str) -> Result<Counters, StoreError> {
-        for attempt in 0..ATTEMPTS {
+        Ok(self.sweep_user(user).await?.0)
+    }
+
+    /// [`Self::sweep_expired`], also saying how many items it removed.
+    pub(crate) async fn sweep_user(&self, user: &str) -> Result<(Counters, u64), StoreError> {
+        let (mut attempt, mut removed) = (0, 0);
+        loop {
             let now = super::now_secs();
             let (counters, oldest) = tokio::try_join!(self.counters(user), self.oldest(user))?;
             let expired: Vec<(String, RowState)> = oldest.into_iter().filter(|(_, r)| r.expired(now)).collect();
             if expired.is_empty() {
-                return Ok(counters);
+                return Ok((counters, removed));
             }
             let unread = expired.iter().filter(|(_, r)| !r.is_read(&counters)).count() as i64;
             let mut actions = Vec::with_capacity(expired.len() + 1);
@@ -102,12 +108,19 @@ impl Store {
             actions.push(self.version_bump(user, &counters, -unread)?);
             self.count(Op::TransactWrite);
             match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
-                Ok(_) => continue, // more may have expired: look again
-                Err(e) if is_cancelled(&e) => tokio::time::sleep(backoff(attempt)).await,
+                // More may have expired: look again (only conflicts count as attempts, so a
+                // user with thousands of expired items is swept to the end).
+                Ok(_) => removed += expired.len() as u64,
+                Err(e) if is_cancelled(&e) && attempt + 1 < ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) if is_cancelled(&e) => {
+                    return Err(StoreError::transient("dynamodb sweep", "kept conflicting with other changes"));
+                }
                 Err(e) => return Err(classify("dynamodb sweep", e)),
             }
         }
-        Err(StoreError::transient("dynamodb sweep", "kept conflicting with other changes"))
     }
 
     /// The user's oldest items (ids and read state), oldest first.

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod list;
 pub mod mark;
 pub mod state;
+pub mod sweep;
 
 use std::collections::HashMap;
 
