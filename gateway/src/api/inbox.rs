@@ -150,7 +150,7 @@ async fn mark(
     path = "/v1/inbox/{id}/read",
     tag = "inbox",
     summary = "Mark one notification read",
-    params(("id" = String, Path, description = "The notification's id, percent-encoded.")),
+    params(("id" = String, Path, description = "The notification's id, percent-encoded.", example = "order-8812-shipped")),
     responses(
         (status = 200, body = Marked),
         (status = 401, body = ErrorBody),
@@ -174,7 +174,7 @@ pub async fn read(
     path = "/v1/inbox/{id}/unread",
     tag = "inbox",
     summary = "Mark one notification unread",
-    params(("id" = String, Path, description = "The notification's id, percent-encoded.")),
+    params(("id" = String, Path, description = "The notification's id, percent-encoded.", example = "order-8812-shipped")),
     responses(
         (status = 200, body = Marked),
         (status = 401, body = ErrorBody),
@@ -198,7 +198,7 @@ pub async fn unread(
     path = "/v1/inbox/{id}/archive",
     tag = "inbox",
     summary = "Archive one notification (and mark it read)",
-    params(("id" = String, Path, description = "The notification's id, percent-encoded.")),
+    params(("id" = String, Path, description = "The notification's id, percent-encoded.", example = "order-8812-shipped")),
     responses(
         (status = 200, body = Marked),
         (status = 401, body = ErrorBody),
