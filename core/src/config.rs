@@ -4,6 +4,8 @@
 //! down; nothing reads the environment later. Tests build a [`Vars`] from a map.
 
 use std::collections::HashMap;
+
+use crate::nats_tls::NatsTls;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -73,21 +75,49 @@ impl Vars {
     }
 }
 
-/// Where NATS is. The URL may carry a user and password, so `Debug` shows it without them.
+/// Where NATS is, and the CA its servers' certificates are checked against. The URL may carry
+/// a user and password, so `Debug` shows it without them.
 #[derive(Clone)]
 pub struct NatsConfig {
     pub url: String,
+    /// `HERALD_NATS_CA_PEM` (the PEM text) or `HERALD_NATS_CA_FILE` (a PEM file): TLS is
+    /// required on every NATS connection, and only this CA is trusted. Unset: plain TCP unless
+    /// a `tls://` URL asks for TLS.
+    pub tls: Option<NatsTls>,
 }
 
 impl std::fmt::Debug for NatsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsConfig").field("url", &crate::nats::redacted(&self.url)).finish()
+        f.debug_struct("NatsConfig")
+            .field("url", &crate::nats::redacted(&self.url))
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
 impl NatsConfig {
-    pub fn from_vars(v: &Vars) -> Self {
-        NatsConfig { url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222") }
+    pub fn from_vars(v: &Vars) -> Result<Self, ConfigError> {
+        let tls = match (v.get("HERALD_NATS_CA_PEM"), v.get("HERALD_NATS_CA_FILE")) {
+            (Some(pem), _) => Some(("HERALD_NATS_CA_PEM", pem.as_bytes().to_vec())),
+            (None, Some(path)) => Some((
+                "HERALD_NATS_CA_FILE",
+                std::fs::read(path)
+                    .map_err(|e| ConfigError { name: "HERALD_NATS_CA_FILE".into(), message: format!("{path}: {e}") })?,
+            )),
+            (None, None) => None,
+        };
+        let tls = tls
+            .map(|(name, pem)| {
+                NatsTls::from_pem(&pem).map_err(|e| ConfigError { name: name.into(), message: e.to_string() })
+            })
+            .transpose()?;
+        Ok(NatsConfig { url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222"), tls })
+    }
+
+    /// Connection options for `url` (this deployment's, or another user's URL of the same
+    /// servers) with its credentials and this TLS setting.
+    pub fn options(&self, url: &str) -> async_nats::ConnectOptions {
+        crate::nats::options_with(url, self.tls.as_ref())
     }
 }
 

@@ -11,6 +11,14 @@ pub fn options(url: &str) -> async_nats::ConnectOptions {
     }
 }
 
+/// [`options`], and TLS with `tls`'s CA as the only root when given (required then).
+pub fn options_with(url: &str, tls: Option<&crate::nats_tls::NatsTls>) -> async_nats::ConnectOptions {
+    match tls {
+        Some(t) => options(url).tls_client_config((*t.client_config()).clone()).require_tls(true),
+        None => options(url),
+    }
+}
+
 /// Every server of a comma-separated list (async-nats parses a string as one server only);
 /// connect with this and [`options`] of the same string.
 pub fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, std::io::Error> {

@@ -72,7 +72,9 @@ pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: Cancella
         async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await }
     });
     let f = &config.functions;
-    let client = herald_core::nats::options(&f.nats.url)
+    let client = f
+        .nats
+        .options(&f.nats.url)
         .name("herald-bridge")
         .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
         .retry_on_initial_connect()

@@ -41,7 +41,7 @@ impl Config {
     pub fn from_vars(v: &Vars) -> Result<Self, ConfigError> {
         let dynamo = DynamoConfig::from_vars(v);
         Ok(Config {
-            nats: NatsConfig::from_vars(v),
+            nats: NatsConfig::from_vars(v)?,
             streams: StreamsConfig::from_vars(v)?,
             create_tables: v.parse("HERALD_CREATE_TABLES", dynamo.endpoint.is_some())?,
             dynamo,

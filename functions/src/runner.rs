@@ -83,7 +83,9 @@ where
         async move { axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await }
     });
 
-    let client = herald_core::nats::options(&config.nats.url)
+    let client = config
+        .nats
+        .options(&config.nats.url)
         .name("herald-functions")
         .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
         .retry_on_initial_connect()

@@ -157,7 +157,7 @@ impl Config {
         };
         let origins = v.string("HERALD_ALLOWED_ORIGINS", "");
         Ok(Config {
-            nats: NatsConfig::from_vars(v),
+            nats: NatsConfig::from_vars(v)?,
             admin_nats_url: v.get("HERALD_NATS_ADMIN_URL").map(Secret::new),
             admin_listen: v.parse("HERALD_ADMIN_LISTEN", SocketAddr::from(([127, 0, 0, 1], 9091)))?,
             admin_auth: match v.get("HERALD_ADMIN_JWT_SECRET") {

@@ -76,7 +76,9 @@ pub async fn run_with_admin(
     let events = Arc::new(Events::default());
     // This connection serves Direct Get, KV and the admin API; live subscriptions ride on the
     // live router's own connection (see `live`).
-    let client = herald_core::nats::options(&config.nats.url)
+    let client = config
+        .nats
+        .options(&config.nats.url)
         .name("herald-gateway")
         .custom_inbox_prefix(herald_core::subject::GATEWAY_INBOX_PREFIX)
         .retry_on_initial_connect()
@@ -88,6 +90,7 @@ pub async fn run_with_admin(
     let background = CancellationToken::new();
     let live_config = live::LiveConfig {
         urls: config.nats.url.clone(),
+        tls: config.nats.tls.clone(),
         ping_interval: config.live_ping_interval,
         ping_deadline: config.live_ping_deadline,
     };
@@ -102,7 +105,9 @@ pub async fn run_with_admin(
             (store.clone(), store)
         }
         Some(url) => {
-            let admin = herald_core::nats::options(url.expose())
+            let admin = config
+                .nats
+                .options(url.expose())
                 .name("herald-gateway-admin")
                 .custom_inbox_prefix(herald_core::subject::ADMIN_INBOX_PREFIX)
                 .retry_on_initial_connect()

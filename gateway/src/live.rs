@@ -18,9 +18,11 @@
 //!   `/readyz` reports. After a reconnect every SUB is sent again and
 //!   [`Events::nats_reconnected`] lets each session catch up from its last cursor.
 //!
-//! Plain `nats://` with optional `user:pass@` or `token@`; every URL of a comma-separated list
-//! is tried in turn, plus the servers the cluster announces (`connect_urls`), and a server
-//! entering lame-duck mode is left for another. TLS is not spoken here (see the README).
+//! `nats://` or `tls://` with optional `user:pass@` or `token@`; every URL of a comma-separated
+//! list is tried in turn, plus the servers the cluster announces (`connect_urls`), and a server
+//! entering lame-duck mode is left for another. TLS, as NATS does it: the server's INFO comes in
+//! the clear, then the handshake (when this gateway has a CA, the URL says `tls://`, or the
+//! server requires it), checked against the configured CA only.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -31,10 +33,11 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::task::AtomicWaker;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{info, warn};
 
 use crate::events::Events;
@@ -84,6 +87,8 @@ struct Shared {
 pub struct LiveConfig {
     /// `nats://[user:pass@|token@]host[:port]`, comma-separated.
     pub urls: String,
+    /// The CA to check servers against; TLS on every connection when set.
+    pub tls: Option<herald_core::nats_tls::NatsTls>,
     pub ping_interval: Duration,
     /// A PING unanswered for this long ends the connection.
     pub ping_deadline: Duration,
@@ -199,6 +204,8 @@ struct Target {
     addr: String,
     user: Option<String>,
     pass: Option<String>,
+    /// The URL said `tls://`.
+    tls: bool,
 }
 
 impl Target {
@@ -220,6 +227,7 @@ impl Target {
     }
 
     fn parse(url: &str) -> Self {
+        let tls = url.starts_with("tls://");
         let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url).trim_end_matches('/');
         let (auth, addr) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
@@ -231,7 +239,13 @@ impl Target {
             None => (None, None),
         };
         let addr = if addr.contains(':') { addr.to_owned() } else { format!("{addr}:4222") };
-        Target { addr, user, pass }
+        Target { addr, user, pass, tls }
+    }
+
+    /// The host part of the address: the name the server's certificate must carry.
+    fn host(&self) -> &str {
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     fn connect_line(&self) -> String {
@@ -314,13 +328,9 @@ async fn serve_connection(
     events: &Events,
     first: &mut bool,
 ) -> std::io::Result<()> {
-    let stream = tokio::time::timeout(config.ping_deadline, TcpStream::connect(&target.addr))
-        .await
-        .map_err(|_| io_err(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    let (mut rd, wr) = stream.into_split();
+    let (stream, mut buf) = open(config, target).await?;
+    let (mut rd, wr) = tokio::io::split(stream);
     let mut wr = BufWriter::new(wr);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
     wr.write_all(target.connect_line().as_bytes()).await?;
     // Commands queued before this connection are covered by the full resubscription below.
     while commands.try_recv().is_ok() {}
@@ -398,6 +408,63 @@ async fn serve_connection(
     }
 }
 
+/// A connection to one server, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Writer = BufWriter<tokio::io::WriteHalf<Box<dyn Io>>>;
+
+/// Connects to `target`, reads its INFO and upgrades to TLS when asked to (module docs).
+/// Returns the stream and what was read of it so far (the INFO line, which the parser then
+/// reads like any other).
+async fn open(config: &LiveConfig, target: &Target) -> std::io::Result<(Box<dyn Io>, BytesMut)> {
+    use std::io::ErrorKind;
+    let mut tcp = tokio::time::timeout(config.ping_deadline, TcpStream::connect(&target.addr))
+        .await
+        .map_err(|_| io_err(ErrorKind::TimedOut, "connect timed out"))??;
+    tcp.set_nodelay(true)?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let info_end = tokio::time::timeout(config.ping_deadline, async {
+        loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                return Ok(i);
+            }
+            if buf.len() > MAX_MESSAGE {
+                return Err(io_err(ErrorKind::InvalidData, "no end to the server's INFO"));
+            }
+            if tcp.read_buf(&mut buf).await? == 0 {
+                return Err(io_err(ErrorKind::UnexpectedEof, "server closed before its INFO"));
+            }
+        }
+    })
+    .await
+    .map_err(|_| io_err(ErrorKind::TimedOut, "no INFO from the server"))??;
+    let info: serde_json::Value =
+        buf[..info_end]
+            .strip_prefix(b"INFO ")
+            .and_then(|j| serde_json::from_slice(j).ok())
+            .ok_or_else(|| io_err(ErrorKind::InvalidData, "the server did not start with INFO"))?;
+    let required = info["tls_required"].as_bool().unwrap_or(false);
+    if !(required || target.tls || config.tls.is_some()) {
+        return Ok((Box::new(tcp), buf));
+    }
+    let Some(tls) = &config.tls else {
+        return Err(io_err(
+            ErrorKind::InvalidInput,
+            "the server requires TLS: set HERALD_NATS_CA_PEM or HERALD_NATS_CA_FILE to its CA",
+        ));
+    };
+    let name = ServerName::try_from(target.host().to_owned())
+        .map_err(|_| io_err(ErrorKind::InvalidInput, "the server's address is not a TLS name"))?;
+    let stream = tokio::time::timeout(
+        config.ping_deadline,
+        tokio_rustls::TlsConnector::from(tls.client_config()).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| io_err(ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok((Box::new(stream), buf))
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -415,11 +482,7 @@ fn confirm(shared: &Shared, sids: &[u64]) {
     }
 }
 
-async fn write_command(
-    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    cmd: Command,
-    subscribed: &mut Vec<u64>,
-) -> std::io::Result<()> {
+async fn write_command(wr: &mut Writer, cmd: Command, subscribed: &mut Vec<u64>) -> std::io::Result<()> {
     match cmd {
         Command::Sub(sid, subject) => {
             subscribed.push(sid);
@@ -562,6 +625,17 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].addr.as_str(), all[0].user.as_deref()), ("h:1", Some("s3cr3t")));
         assert_eq!((all[1].addr.as_str(), all[1].user.as_deref()), ("other:2", Some("s3cr3t")));
+    }
+
+    #[test]
+    fn tls_urls_and_hosts_are_read() {
+        let t = Target::parse("tls://u:p@nats.herald.test:4222");
+        assert!(t.tls);
+        assert_eq!(t.host(), "nats.herald.test");
+        let t = Target::parse("nats://[::1]:4222");
+        assert!(!t.tls);
+        assert_eq!(t.host(), "::1");
+        assert_eq!(Target::parse("127.0.0.1").host(), "127.0.0.1");
     }
 
     #[test]

@@ -342,7 +342,7 @@ async fn explain(stack: &ClusterStack, report: &mut Report) {
         return;
     }
     let url = stack.cluster.urls_as(0, NatsRole::Gateway);
-    let client = match herald_core::nats::options(&url)
+    let client = match herald_core::nats::options_with(&url, Some(&stack.cluster.certs.tls))
         .custom_inbox_prefix(herald_core::subject::GATEWAY_INBOX_PREFIX)
         .connect(herald_core::nats::servers(&url).unwrap_or_default())
         .await

@@ -36,6 +36,51 @@ pub struct NatsNode {
 pub struct NatsCluster {
     pub nodes: Vec<NatsNode>,
     routes: Vec<String>,
+    /// The cluster's CA and every node's certificate (all three name 127.0.0.1), made by the
+    /// deployment's own scripts; clients and routes speak TLS as in production.
+    pub certs: Certs,
+}
+
+/// The CA (`ca.pem`) and the node certificate (`server.pem`, `server-key.pem`) of a test
+/// cluster, made by `infra/nats/make-ca.sh` and `node-cert.sh` as the deployment makes them.
+pub struct Certs {
+    dir: tempfile::TempDir,
+    pub tls: herald_core::nats_tls::NatsTls,
+}
+
+impl Certs {
+    pub fn make() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let nats = repo_root().join("infra/nats");
+        let ca = dir.path().join("ca");
+        let run = |cmd: &mut Command| -> anyhow::Result<()> {
+            let out =
+                cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().context("running a certificate script")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "certificate script failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(())
+        };
+        run(Command::new(nats.join("make-ca.sh")).arg(&ca).arg("herald-test-ca"))?;
+        run(Command::new(nats.join("node-cert.sh"))
+            .arg(ca.join("ca.pem"))
+            .arg(ca.join("ca-key.pem"))
+            .arg(dir.path().join("node"))
+            .args(["nats.herald.test", "127.0.0.1"]))?;
+        let tls = herald_core::nats_tls::NatsTls::from_pem(&std::fs::read(ca.join("ca.pem"))?)?;
+        Ok(Certs { dir, tls })
+    }
+
+    /// The CA file clients are given (`HERALD_NATS_CA_FILE`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("node/ca.pem")
+    }
+
+    fn node(&self, file: &str) -> PathBuf {
+        self.dir.path().join("node").join(file)
+    }
 }
 
 impl NatsCluster {
@@ -64,7 +109,7 @@ impl NatsCluster {
             });
         }
         let routes = nodes.iter().map(|n| format!("nats-route://127.0.0.1:{}", n.cluster_port)).collect();
-        let mut cluster = NatsCluster { nodes, routes };
+        let mut cluster = NatsCluster { nodes, routes, certs: Certs::make()? };
         for i in 0..NODES {
             cluster.spawn(i)?;
         }
@@ -93,6 +138,9 @@ impl NatsCluster {
             .env("NATS_STORE_DIR", n.store.path())
             .env("NATS_JS_MAX_FILE", "4G")
             .env("NATS_JS_MAX_MEM", "256M")
+            .env("NATS_TLS_CERT", self.certs.node("server.pem"))
+            .env("NATS_TLS_KEY", self.certs.node("server-key.pem"))
+            .env("NATS_TLS_CA", self.certs.node("ca.pem"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for role in [NatsRole::Creator, NatsRole::Functions, NatsRole::Gateway, NatsRole::Admin] {
@@ -179,9 +227,9 @@ impl ClusterStack {
         let cluster = NatsCluster::start()?;
         let store = LocalDynamo::start()?;
         let url = cluster.urls_as(0, NatsRole::Functions);
-        let client = connect_retrying(&url, subject::FUNCTIONS_INBOX_PREFIX).await?;
+        let client = connect_retrying(&url, &cluster.certs.tls, subject::FUNCTIONS_INBOX_PREFIX).await?;
         let creator_url = cluster.urls_as(2, NatsRole::Creator);
-        let creator = connect_retrying(&creator_url, "_INBOX").await?;
+        let creator = connect_retrying(&creator_url, &cluster.certs.tls, "_INBOX").await?;
         let js = jetstream::new(client);
         // JetStream answers once the nodes have met and elected a meta leader.
         let mut ready = false;
@@ -221,6 +269,7 @@ impl ClusterStack {
             if role == NatsRole::Gateway { self.cluster.urls_as(node, role) } else { self.cluster.url_as(node, role) };
         let pairs: Vec<(String, String)> = vec![
             ("HERALD_NATS_URL".into(), url),
+            ("HERALD_NATS_CA_FILE".into(), self.cluster.certs.ca_file().display().to_string()),
             ("HERALD_DYNAMODB_ENDPOINT".into(), self.store.endpoint()),
             ("HERALD_JWT_SECRET".into(), SECRET.into()),
             ("HERALD_JWT_AUDIENCE".into(), AUDIENCE.into()),
@@ -305,8 +354,12 @@ async fn wait_long(url: &str) -> anyhow::Result<()> {
     bail!("{url} not ready in 60 s")
 }
 
-async fn connect_retrying(url: &str, inbox_prefix: &str) -> anyhow::Result<async_nats::Client> {
-    let client = herald_core::nats::options(url)
+async fn connect_retrying(
+    url: &str,
+    tls: &herald_core::nats_tls::NatsTls,
+    inbox_prefix: &str,
+) -> anyhow::Result<async_nats::Client> {
+    let client = herald_core::nats::options_with(url, Some(tls))
         .custom_inbox_prefix(inbox_prefix)
         .retry_on_initial_connect()
         .connect(herald_core::nats::servers(url)?)

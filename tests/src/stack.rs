@@ -233,7 +233,7 @@ impl Stack {
     }
 
     pub fn nats_config(&self) -> NatsConfig {
-        NatsConfig::from_vars(&self.vars())
+        NatsConfig::from_vars(&self.vars()).expect("the stack's NATS settings are valid")
     }
 
     pub async fn start_runner(&mut self) -> anyhow::Result<()> {

@@ -18,7 +18,9 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let config = Config::from_vars(&Vars::from_env())?;
-    let client = herald_core::nats::options(&config.nats.url)
+    let client = config
+        .nats
+        .options(&config.nats.url)
         .name("herald-deliver-lambda")
         .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
         .connect(&config.nats.url)

@@ -58,8 +58,9 @@ async fn redrive_command(vars: &Vars, args: &[String]) -> anyhow::Result<()> {
             }
         }
     }
-    let nats = NatsConfig::from_vars(vars);
-    let client = herald_core::nats::options(&nats.url)
+    let nats = NatsConfig::from_vars(vars)?;
+    let client = nats
+        .options(&nats.url)
         .name("herald-functions-redrive")
         .custom_inbox_prefix(herald_core::subject::FUNCTIONS_INBOX_PREFIX)
         .connect(&nats.url)

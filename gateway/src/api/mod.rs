@@ -77,11 +77,7 @@ impl Shared {
         let creator = match &api.creator_nats_url {
             None => client,
             Some(url) => {
-                herald_core::nats::options(url)
-                    .name("herald-gateway-publish")
-                    .retry_on_initial_connect()
-                    .connect(url)
-                    .await?
+                config.nats.options(url).name("herald-gateway-publish").retry_on_initial_connect().connect(url).await?
             }
         };
         Ok(Shared {
