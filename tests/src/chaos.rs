@@ -137,9 +137,13 @@ pub struct Report {
     pub resets: usize,
     pub recovery: Duration,
     pub max_latency: Duration,
-    /// Of `lost`: not in `HERALD_USER` at the end (the functions acknowledged the request but
-    /// never stored the user's copy); the rest were stored and the gateway did not send them.
+    /// Of `lost`: not in `HERALD_USER` at the end (the functions never stored the user's copy);
+    /// the rest were stored and the gateway did not send them.
     pub not_stored: usize,
+    /// Requests `HERALD_IN`'s consumer still held or had yet to deliver when the run ended (a
+    /// request naked during the fault waits up to 30 s for its next try): their copies are
+    /// late, not given up. Losses among them are shown as `(n u)`.
+    pub unsettled: u64,
     /// Every lost `(user, id)`.
     pub lost_ids: Vec<(String, String)>,
     /// A few lost ids with their users and where they were lost, for the investigation.
@@ -170,7 +174,11 @@ impl Report {
             self.scenario,
             self.published,
             self.delivered,
-            if self.not_stored > 0 { format!("{} ({} ns)", self.lost, self.not_stored) } else { self.lost.to_string() },
+            match (self.not_stored, self.unsettled) {
+                (0, _) => self.lost.to_string(),
+                (ns, 0) => format!("{} ({ns} ns)", self.lost),
+                (ns, u) => format!("{} ({ns} ns, {u} u)", self.lost),
+            },
             if self.copies > 0 {
                 format!("{} ({} c)", self.duplicated, self.copies)
             } else {
@@ -315,24 +323,40 @@ pub async fn run(fault: Fault, load: &Load) -> anyhow::Result<Report> {
     stop_traffic.cancel();
     let _ = traffic_task.await;
     // Everything acknowledged is owed; wait while it keeps arriving (a backlog in the
-    // functions drains at their pace), until nothing came for 5 s, at most 2 minutes.
+    // functions drains at their pace) and while the functions still hold requests (one naked
+    // during the fault waits for its next try), until nothing came for 5 s with nothing held,
+    // at most 2 minutes.
     tokio::time::sleep(load.bound).await;
     let received = || journal.lock().unwrap().received.values().map(Vec::len).sum::<usize>();
-    let (mut last, mut quiet) = (received(), 0);
+    let (mut last, mut quiet, mut unsettled) = (received(), 0, u64::MAX);
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = received();
         quiet = if now == last { quiet + 1 } else { 0 };
         last = now;
         if quiet >= 5 {
-            break;
+            unsettled = held_requests(&stack).await.unwrap_or(u64::MAX);
+            if unsettled == 0 {
+                break;
+            }
         }
     }
     stop_devices.cancel();
     while devices.join_next().await.is_some() {}
     let mut report = check(fault, load, &journal, heal_at);
+    report.unsettled = if unsettled == u64::MAX { held_requests(&stack).await.unwrap_or(0) } else { unsettled };
     explain(&stack, &mut report).await;
     Ok(report)
+}
+
+/// Requests of `HERALD_IN` the functions have not settled: not yet delivered, or delivered and
+/// not acknowledged (in hand, or naked and waiting for their next try).
+async fn held_requests(stack: &ClusterStack) -> anyhow::Result<u64> {
+    let stream = stack.js.get_stream(herald_core::subject::IN_STREAM).await?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("deliver").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c = consumer.info().await?;
+    Ok(c.num_pending + c.num_ack_pending as u64)
 }
 
 /// Looks for every lost notification in `HERALD_USER` (from the stream leader): there, the

@@ -53,7 +53,10 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    println!("(ns): lost because never stored in HERALD_USER (the functions); (c): second copies stored");
+    println!(
+        "(ns): lost because never stored in HERALD_USER (the functions); (u): requests the functions still \
+         held or had to retry when the run ended (late, not given up); (c): second copies stored"
+    );
     for n in notes {
         println!("{n}");
     }
