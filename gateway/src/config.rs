@@ -80,6 +80,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Open sockets per process (else HTTP 503).
     pub max_connections: usize,
+    /// Open sockets per client IP, counted from the upgrade (before `hello`), so idle or
+    /// stalled sockets from one address cannot fill the process (else HTTP 429).
+    pub max_connections_per_ip: usize,
     /// New connections per second per client IP, with this burst (else HTTP 429).
     pub connects_per_ip_per_sec: f64,
     pub connect_burst: f64,
@@ -178,6 +181,7 @@ impl Config {
             limits: Limits {
                 max_frame_bytes: v.parse("HERALD_MAX_FRAME_BYTES", 64 * 1024)?,
                 max_connections: v.parse("HERALD_MAX_CONNECTIONS", 18_000)?,
+                max_connections_per_ip: v.parse("HERALD_MAX_CONNECTIONS_PER_IP", 1_000)?,
                 connects_per_ip_per_sec: v.parse("HERALD_CONNECTS_PER_IP_PER_SEC", 20.0)?,
                 connect_burst: v.parse("HERALD_CONNECT_BURST", 100.0)?,
                 frames_per_ip_per_sec: v.parse("HERALD_FRAMES_PER_IP_PER_SEC", 50.0)?,

@@ -22,7 +22,7 @@ use crate::api;
 use crate::auth::AuthError;
 use crate::protocol::close;
 use crate::session;
-use crate::state::{AppState, OpenSlot};
+use crate::state::{AppState, NoSlot, OpenSlot};
 
 /// An HTTP error as CONTRACT §4 shapes it.
 #[derive(Debug)]
@@ -110,8 +110,18 @@ async fn ws(
             }
         },
     };
-    let Some(slot) = OpenSlot::take(&st) else {
-        return Err(refuse("full", StatusCode::SERVICE_UNAVAILABLE, "this gateway is at its connection limit"));
+    let slot = match OpenSlot::take(&st, ip) {
+        Ok(slot) => slot,
+        Err(NoSlot::Full) => {
+            return Err(refuse("full", StatusCode::SERVICE_UNAVAILABLE, "this gateway is at its connection limit"));
+        }
+        Err(NoSlot::IpFull) => {
+            return Err(refuse(
+                "ip_connections",
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many open connections from this address",
+            ));
+        }
     };
     let max = st.config.limits.max_frame_bytes;
     let tracker = st.sessions.clone();

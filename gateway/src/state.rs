@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_per_user: std::sync::atomic::AtomicI64,
     /// Sockets accepted and not yet closed (the per-process cap counts these).
     pub open: AtomicUsize,
+    /// The same, by client IP (only IPs with a socket open: at most `open` entries).
+    open_per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// False while starting and once draining.
     pub ready: AtomicBool,
     pub shutdown: CancellationToken,
@@ -79,6 +81,7 @@ impl AppState {
             revocation_store: p.revocation_store,
             events: p.events,
             open: AtomicUsize::new(0),
+            open_per_ip: Default::default(),
             ready: AtomicBool::new(false),
             shutdown: p.shutdown,
             sessions: TaskTracker::new(),
@@ -109,22 +112,55 @@ impl AppState {
     }
 }
 
-/// Counts an accepted socket until dropped (when its session ends, or its upgrade fails).
-pub struct OpenSlot(std::sync::Arc<AppState>);
+/// Counts an accepted socket, in the process and for its client IP, until dropped (when its
+/// session ends, or its upgrade fails).
+pub struct OpenSlot(std::sync::Arc<AppState>, std::net::IpAddr);
+
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// The process is at `max_connections`.
+    Full,
+    /// This IP is at `max_connections_per_ip`.
+    IpFull,
+}
 
 impl OpenSlot {
-    /// A slot, unless the process is at its connection cap.
-    pub fn take(state: &std::sync::Arc<AppState>) -> Option<Self> {
-        let max = state.config.limits.max_connections;
-        state.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+    /// A slot, unless the process or `ip` is at its connection cap.
+    pub fn take(state: &std::sync::Arc<AppState>, ip: std::net::IpAddr) -> Result<Self, NoSlot> {
+        let limits = &state.config.limits;
+        {
+            let mut per_ip = state.open_per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= limits.max_connections_per_ip {
+                return Err(NoSlot::IpFull);
+            }
+            *n += 1;
+        }
+        let max = limits.max_connections;
+        if state.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_err() {
+            release_ip(state, ip);
+            return Err(NoSlot::Full);
+        }
         state.metrics.connections.inc();
-        Some(OpenSlot(state.clone()))
+        Ok(OpenSlot(state.clone(), ip))
+    }
+}
+
+fn release_ip(state: &AppState, ip: std::net::IpAddr) {
+    let mut per_ip = state.open_per_ip.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = per_ip.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            per_ip.remove(&ip);
+        }
     }
 }
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
+        release_ip(&self.0, self.1);
         self.0.metrics.connections.dec();
     }
 }

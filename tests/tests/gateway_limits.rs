@@ -85,6 +85,61 @@ async fn per_ip_rates_and_the_connection_cap_refuse_with_429_4029_and_503() -> a
 }
 
 #[tokio::test]
+async fn sockets_before_hello_count_toward_the_per_ip_cap_and_pings_toward_the_frame_limit() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        env: env(&[
+            ("HERALD_MAX_CONNECTIONS_PER_IP", "2"),
+            ("HERALD_FRAME_BURST", "20"),
+            ("HERALD_FRAMES_PER_IP_PER_SEC", "1"),
+            ("HERALD_HELLO_TIMEOUT_SECONDS", "30"),
+        ]),
+        ..Default::default()
+    })
+    .await?;
+    // Two sockets that never say hello hold this address's two places.
+    let (idle, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
+    let (mut pinger, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
+    let Err(refused) = tokio_tungstenite::connect_async(stack.ws_url(0)).await else { panic!("a third socket") };
+    assert!(refused.to_string().contains("429"), "{refused}");
+    assert!(metric(&stack, "herald_gateway_refused_total").await? >= 1.0);
+    // A place comes back when a socket closes.
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        if let Ok((s, _)) = tokio_tungstenite::connect_async(stack.ws_url(0)).await {
+            break s;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the closed socket's place did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let hello = serde_json::json!({"type":"hello","token": stack.token("pinged")}).to_string();
+    again.send(Message::Text(hello.into())).await?;
+    // Pings before hello are frames too: a flood of them is closed with 4029.
+    for _ in 0..40 {
+        pinger.send(Message::Ping(Default::default())).await?;
+    }
+    let mut code = None;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), pinger.next()).await {
+        if let Message::Close(Some(f)) = m {
+            code = Some(u16::from(f.code));
+        }
+    }
+    assert_eq!(code, Some(4029));
+    // And after hello: the address's budget is spent, so pings close this one too.
+    for _ in 0..10 {
+        again.send(Message::Ping(Default::default())).await?;
+    }
+    let mut code = None;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), again.next()).await {
+        if let Message::Close(Some(f)) = m {
+            code = Some(u16::from(f.code));
+        }
+    }
+    assert_eq!(code, Some(4029));
+    Ok(())
+}
+
+#[tokio::test]
 async fn no_hello_in_time_is_4001_and_a_peer_that_never_answers_pings_is_closed() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions {
         env: env(&[("HERALD_HELLO_TIMEOUT_SECONDS", "0.5"), ("HERALD_PING_SECONDS", "0.4")]),

@@ -1,5 +1,7 @@
 //! The first frame: `hello`, authenticated by its token or the upgrade's header token.
 
+use std::net::IpAddr;
+
 use axum::extract::ws::{Message, WebSocket};
 
 use super::End;
@@ -11,10 +13,11 @@ use crate::state::AppState;
 pub(super) async fn handshake(
     socket: &mut WebSocket,
     state: &AppState,
+    ip: IpAddr,
     header_claims: Option<Claims>,
 ) -> Result<(Claims, Option<String>), End> {
     let m = &state.metrics;
-    let first = tokio::time::timeout(state.config.hello_timeout, next_text(socket)).await;
+    let first = tokio::time::timeout(state.config.hello_timeout, next_text(socket, state, ip)).await;
     let text = match first {
         Err(_) => {
             m.auth_failure("hello_timeout");
@@ -40,8 +43,9 @@ pub(super) async fn handshake(
     Ok((claims, cursor))
 }
 
-/// The next text frame; pings and pongs are answered by the socket itself.
-async fn next_text(socket: &mut WebSocket) -> Result<String, End> {
+/// The next text frame; pings are answered by the socket itself, and count toward the IP's
+/// frame limit (a ping flood before `hello` is closed with 4029 too).
+async fn next_text(socket: &mut WebSocket, state: &AppState, ip: IpAddr) -> Result<String, End> {
     loop {
         match socket.recv().await {
             None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
@@ -50,7 +54,17 @@ async fn next_text(socket: &mut WebSocket) -> Result<String, End> {
             Some(Ok(Message::Binary(_))) => {
                 return Err(End::protocol("binary frames are not part of the protocol"));
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Pong(_))) => {}
+            Some(Ok(Message::Ping(_))) => {
+                if !state.frame_limit.allow(ip) {
+                    state.metrics.rate_limited.inc();
+                    return Err(End::Close {
+                        code: close::TOO_SLOW,
+                        error: "rate_limited",
+                        message: "too many frames".into(),
+                    });
+                }
+            }
         }
     }
 }

@@ -155,11 +155,28 @@ impl Session {
         Ok(())
     }
 
+    /// One frame from the client against its IP's frame limit (4029 past it).
+    fn count_frame(&self) -> Result<(), End> {
+        let st = &self.state;
+        st.metrics.frames_in.inc();
+        if !st.frame_limit.allow(self.ip) {
+            st.metrics.rate_limited.inc();
+            return Err(End::Close { code: close::TOO_SLOW, error: "rate_limited", message: "too many frames".into() });
+        }
+        Ok(())
+    }
+
     fn on_client(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
         let text = match msg {
             None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
             Some(Err(e)) => return Err(read_error(e)),
-            Some(Ok(Message::Pong(_) | Message::Ping(_))) => {
+            // A ping costs a pong, so it counts toward the frame limit like text; a pong answers
+            // our own ping and does not (a thousand clients behind one NAT answer ours).
+            Some(Ok(Message::Ping(_))) => {
+                self.awaiting_pong = false;
+                return self.count_frame();
+            }
+            Some(Ok(Message::Pong(_))) => {
                 self.awaiting_pong = false;
                 return Ok(());
             }
@@ -169,12 +186,8 @@ impl Session {
             Some(Ok(Message::Text(t))) => t,
         };
         self.awaiting_pong = false;
+        self.count_frame()?;
         let st = &self.state;
-        st.metrics.frames_in.inc();
-        if !st.frame_limit.allow(self.ip) {
-            st.metrics.rate_limited.inc();
-            return Err(End::Close { code: close::TOO_SLOW, error: "rate_limited", message: "too many frames".into() });
-        }
         match ClientFrame::parse(text.as_str()).map_err(End::protocol)? {
             ClientFrame::Hello { .. } => Err(End::protocol("hello was already received")),
             ClientFrame::Ack { .. } => Ok(()),

@@ -80,7 +80,7 @@ fn now_ms() -> i64 {
 }
 
 pub async fn run(mut socket: WebSocket, state: Arc<AppState>, ip: IpAddr, header_claims: Option<Claims>) {
-    let end = match handshake::handshake(&mut socket, &state, header_claims).await {
+    let end = match handshake::handshake(&mut socket, &state, ip, header_claims).await {
         Ok((claims, cursor)) => {
             let mut s = Session {
                 subject: subject::user_subject(&claims.sub),
