@@ -30,6 +30,9 @@ pub struct Config {
     pub hello_timeout: Duration,
     /// Notifications fetched per batch Direct Get request while replaying.
     pub replay_batch: usize,
+    /// And at most this many bytes per batch (the server stops before it would pass them), so
+    /// a replay of large notifications holds a bounded amount in memory per session.
+    pub replay_batch_bytes: usize,
     /// How long one Direct Get batch may take before the session gives up with 1011.
     pub replay_timeout: Duration,
     /// `token_expiring` goes out this long before `exp` (at least 60 s).
@@ -197,6 +200,7 @@ impl Config {
             allowed_origins: origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
             hello_timeout: v.seconds("HERALD_HELLO_TIMEOUT_SECONDS", Duration::from_secs(10))?,
             replay_batch: v.parse("HERALD_REPLAY_BATCH", 256)?,
+            replay_batch_bytes: v.parse("HERALD_REPLAY_BATCH_BYTES", 1024 * 1024)?,
             replay_timeout: v.seconds("HERALD_REPLAY_TIMEOUT_SECONDS", Duration::from_secs(5))?,
             expiry_warning,
             drain_period: v.seconds("HERALD_DRAIN_SECONDS", Duration::from_secs(10))?,

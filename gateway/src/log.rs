@@ -115,12 +115,20 @@ impl UserLog {
         Ok(StreamFacts { epoch, max_per_user })
     }
 
-    /// Up to `batch` entries of `subject` with sequence ≥ `from`, in order, from whichever replica
-    /// answers. Fewer than `batch` does not prove there are no more (a replica may lag).
-    pub async fn batch(&self, subject: &str, from: u64, batch: usize) -> Result<Vec<Entry>, LogError> {
+    /// Up to `batch` entries of `subject` with sequence ≥ `from`, in order, and no more than
+    /// `max_bytes` (the server stops before a message would pass it; it always sends one), from
+    /// whichever replica answers. Fewer than `batch` does not prove there are no more (a replica
+    /// may lag, or the bytes ran out).
+    pub async fn batch(
+        &self,
+        subject: &str,
+        from: u64,
+        batch: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, LogError> {
         let inbox = self.client.new_inbox();
         let mut sub = self.client.subscribe(inbox.clone()).await.map_err(|e| LogError::Request(e.to_string()))?;
-        let body = json!({ "seq": from, "next_by_subj": subject, "batch": batch }).to_string();
+        let body = json!({ "seq": from, "next_by_subj": subject, "batch": batch, "max_bytes": max_bytes }).to_string();
         self.client
             .publish_with_reply(self.direct.clone(), inbox, body.into())
             .await

@@ -222,3 +222,27 @@ async fn readyz_reflects_the_live_connection() -> anyhow::Result<()> {
     assert_eq!(notified(&collect(&mut c, 1, Duration::from_secs(5)).await?), ["back"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_replay_batch_is_bounded_in_bytes_and_still_replays_everything_in_order() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        start_runner: false,
+        env: env(&[("HERALD_REPLAY_BATCH_BYTES", "16384")]),
+        ..Default::default()
+    })
+    .await?;
+    let start = start_cursor(&stack, "big").await?;
+    let body = "x".repeat(3000);
+    let want = ids("b", 0..60);
+    let seqs = store_all(&stack.js, "big", &want, &body).await?;
+    // What the gateway asks the stream for: about 16 KiB of 3 KB notifications, not 256 of them.
+    let log = herald_gateway::log::UserLog::new(stack.client.clone(), Duration::from_secs(5));
+    let subject = herald_core::subject::user_subject("big");
+    let batch = log.batch(&subject, seqs[0], 256, 16384).await?;
+    assert!((1..=6).contains(&batch.len()), "{} entries in a 16 KiB batch", batch.len());
+    // The whole replay still arrives, in order, once.
+    let mut c = RawClient::connect(&stack.ws_url(0), &stack.token("big"), Some(&start)).await?;
+    let frames = collect(&mut c, want.len(), Duration::from_secs(5)).await?;
+    assert_eq!(notified(&frames), want);
+    Ok(())
+}

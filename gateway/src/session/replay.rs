@@ -30,6 +30,10 @@ use crate::state::AppState;
 
 /// Direct Get answers short of a known sequence asked again before going to the leader.
 const STALE_RETRIES: u32 = 3;
+/// What a message of a batch may cost besides its payload (its headers, as the server counts).
+const BATCH_OVERHEAD: usize = 256;
+/// The largest message a batch can hold: a whole request (64 KiB) and its headers.
+const MAX_ENTRY_BYTES: usize = herald_core::MAX_REQUEST_BYTES + 4096;
 /// Attempts at one stream read that failed or timed out before the session gives up (1011).
 const READ_ATTEMPTS: u32 = 3;
 
@@ -170,7 +174,11 @@ impl Session {
                 continue;
             }
             let entries = self.read_batch(self.last + 1, batch).await?;
-            let full = entries.len() >= batch;
+            // Stopped by the count, or perhaps by the bytes (the next message could not fit):
+            // either way more may follow at once, which is no stale read.
+            let bytes: usize = entries.iter().map(|e| e.payload.len() + BATCH_OVERHEAD).sum();
+            let full = entries.len() >= batch
+                || (!entries.is_empty() && bytes + MAX_ENTRY_BYTES > self.state.config.replay_batch_bytes.max(1));
             sent += self.write(&entries, replay).await?;
             if full {
                 continue;
@@ -236,7 +244,8 @@ impl Session {
 
     async fn read_batch(&mut self, from: u64, batch: usize) -> Result<Vec<Entry>, End> {
         let (st, subject) = (self.state.clone(), self.subject.clone());
-        bounded(&st, || st.log.batch(&subject, from, batch)).await
+        let max_bytes = st.config.replay_batch_bytes.max(1);
+        bounded(&st, || st.log.batch(&subject, from, batch, max_bytes)).await
     }
 
     async fn read_leader(&mut self, from: u64) -> Result<Option<Entry>, End> {
