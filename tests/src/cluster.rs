@@ -78,7 +78,8 @@ impl Certs {
         self.dir.path().join("node/ca.pem")
     }
 
-    fn node(&self, file: &str) -> PathBuf {
+    /// A file of the node certificate: `server.pem`, `server-key.pem`, `ca.pem`.
+    pub fn node(&self, file: &str) -> PathBuf {
         self.dir.path().join("node").join(file)
     }
 }

@@ -163,7 +163,13 @@ fn every_shipped_nats_configuration_is_valid() -> anyhow::Result<()> {
     let root = herald_tests::servers::repo_root();
     let bin = std::env::var_os("HERALD_NATS_SERVER").map_or(root.join(".tools/py/bin/nats-server"), Into::into);
     let dir = tempfile::tempdir()?;
+    // The node certificate, made as a node makes it at boot (the files must exist).
+    let certs = herald_tests::cluster::Certs::make()?;
+    let (cert, key, ca) = (certs.node("server.pem"), certs.node("server-key.pem"), certs.node("ca.pem"));
     let env = [
+        ("NATS_TLS_CERT", cert.to_str().unwrap()),
+        ("NATS_TLS_KEY", key.to_str().unwrap()),
+        ("NATS_TLS_CA", ca.to_str().unwrap()),
         ("NATS_SERVER_NAME", "herald-nats-a"),
         ("NATS_AZ_TAG", "az:eu-west-1a"),
         ("NATS_ROUTE_A", "nats-route://10.0.1.10:6222"),
