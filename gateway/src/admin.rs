@@ -11,24 +11,23 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, bearer};
+use crate::api::error::ApiError;
+use crate::http::bearer;
 use crate::revocation::{self, Revocation, Target};
 use crate::state::AppState;
 
 fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = bearer(headers)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a service token is required"))?;
-    let verifier = st.admin_verifier.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the admin API is off: set HERALD_ADMIN_JWT_SECRET")
-    })?;
-    let claims = verifier
-        .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()))?;
+    let token = bearer(headers).ok_or_else(|| ApiError::Unauthenticated("an admin token is required".into()))?;
+    let verifier = st
+        .admin_verifier
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthenticated("the admin API is off: set HERALD_ADMIN_JWT_SECRET".into()))?;
+    let claims = verifier.verify(token).map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
     if st.revocations.is_revoked(&claims) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "token was revoked"));
+        return Err(ApiError::Unauthenticated("token was revoked".into()));
     }
     if !claims.has_scope("admin") {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the token's scope lacks admin"));
+        return Err(ApiError::Forbidden("the token's scope lacks admin".into()));
     }
     Ok(())
 }
@@ -50,19 +49,17 @@ pub async fn revoke(
     body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&st, &headers)?;
-    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Json(req) = body?;
     let (target, id) = match (&req.user, &req.jti) {
         (Some(u), None) if !u.is_empty() => (Target::User, u.as_str()),
         (None, Some(j)) if !j.is_empty() => (Target::TokenId, j.as_str()),
         _ => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "give exactly one of user or jti"));
+            return Err(ApiError::invalid("give exactly one of user or jti"));
         }
     };
     let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let r = Revocation { at, reason: req.reason.clone() };
-    revocation::revoke(&st.revocation_store, target, id, &r)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
+    revocation::revoke(&st.revocation_store, target, id, &r).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     tracing::info!(target = ?target, reason = %r.reason, "revoked");
     Ok((StatusCode::CREATED, Json(entry(target, id, &r))))
 }

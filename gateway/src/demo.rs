@@ -15,7 +15,7 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::ApiError;
+use crate::api::error::ApiError;
 use crate::keys::KeySource;
 use crate::state::AppState;
 
@@ -78,19 +78,20 @@ struct MintRequest {
 
 async fn mint(
     State(st): State<Arc<AppState>>,
-    Json(req): Json<MintRequest>,
+    body: Result<Json<MintRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body?;
     let Some(secret) = minting_secret(&st) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "token minting is for development only"));
+        return Err(ApiError::NotFound("token minting is for development only".into()));
     };
     let user = req.user.trim();
     if user.is_empty() || user.len() > 256 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "a user name is 1 to 256 bytes"));
+        return Err(ApiError::invalid("a user name is 1 to 256 bytes"));
     }
     let ttl = req.ttl_seconds.unwrap_or(3600).clamp(60, 86_400);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let claims = json!({"sub": user, "aud": st.config.auth.audience, "iat": now, "exp": now + ttl});
     let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::Internal(format!("signing the token: {e}")))?;
     Ok(Json(json!({"token": token, "user": user, "expires_at": now + ttl})))
 }

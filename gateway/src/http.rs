@@ -10,40 +10,20 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use serde_json::json;
 
 use crate::api;
+use crate::api::error::ApiError;
 use crate::auth::AuthError;
 use crate::protocol::close;
 use crate::session;
 use crate::state::{AppState, NoSlot, OpenSlot};
-
-/// An HTTP error as CONTRACT §4 shapes it.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
-    }
-}
 
 pub fn app(state: Arc<AppState>) -> Router {
     let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
@@ -64,6 +44,9 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> (StatusCode, &'static st
     }
 }
 
+/// What a client at its address's connection cap is told to wait.
+const IP_FULL_RETRY: Duration = Duration::from_secs(5);
+
 /// Names a URL query may carry a token under; such URLs end up in logs and are refused.
 const TOKEN_PARAMS: [&str; 5] = ["token", "access_token", "jwt", "auth", "authorization"];
 
@@ -74,12 +57,12 @@ async fn ws(
     uri: Uri,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let refuse = |reason: &'static str, status: StatusCode, message: &str| {
+    let refuse = |reason: &'static str, error: ApiError| {
         st.metrics.refused(reason);
-        ApiError::new(status, reason, message)
+        error
     };
     if !st.ready.load(Ordering::Relaxed) {
-        return Err(refuse("unavailable", StatusCode::SERVICE_UNAVAILABLE, "this gateway is not serving"));
+        return Err(refuse("unavailable", ApiError::Unavailable("this gateway is not serving".into())));
     }
     if let Some(q) = uri.query()
         && q.split('&')
@@ -87,14 +70,21 @@ async fn ws(
     {
         return Err(refuse(
             "token_in_url",
-            StatusCode::BAD_REQUEST,
-            "send the token in the Authorization header or the hello frame, never in the URL",
+            ApiError::Invalid {
+                code: "token_in_url",
+                message: "send the token in the Authorization header or the hello frame, never in the URL".into(),
+            },
         ));
     }
     let origin_ok = origin_allowed(&st.config.allowed_origins, &headers);
     let ip = crate::client_addr::client_ip(peer, &headers, &st.config.limits.trusted_proxies);
     if !st.connect_limit.allow(ip) {
-        return Err(refuse("rate_limited", StatusCode::TOO_MANY_REQUESTS, "too many connections from this address"));
+        // The bucket holds its next token after one refill interval.
+        let retry_after = Duration::from_secs_f64(1.0 / st.config.limits.connects_per_ip_per_sec.max(0.001));
+        return Err(refuse(
+            "rate_limited",
+            ApiError::TooMany { retry_after: retry_after.min(Duration::from_secs(60)) },
+        ));
     }
     let header_claims = match bearer(&headers) {
         None => None,
@@ -102,26 +92,21 @@ async fn ws(
             Ok(c) => Some(c),
             Err(AuthError::ServiceToken) => {
                 st.metrics.auth_failure(AuthError::ServiceToken.code());
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", AuthError::ServiceToken.to_string()));
+                return Err(ApiError::Forbidden(AuthError::ServiceToken.to_string()));
             }
             Err(e) => {
                 st.metrics.auth_failure(e.code());
-                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()));
+                return Err(ApiError::Unauthenticated(e.to_string()));
             }
         },
     };
     let slot = match OpenSlot::take(&st, ip) {
         Ok(slot) => slot,
         Err(NoSlot::Full) => {
-            return Err(refuse("full", StatusCode::SERVICE_UNAVAILABLE, "this gateway is at its connection limit"));
+            return Err(refuse("full", ApiError::Unavailable("this gateway is at its connection limit".into())));
         }
-        Err(NoSlot::IpFull) => {
-            return Err(refuse(
-                "ip_connections",
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many open connections from this address",
-            ));
-        }
+        // A place frees when one of the address's sockets closes: no telling when.
+        Err(NoSlot::IpFull) => return Err(refuse("ip_connections", ApiError::TooMany { retry_after: IP_FULL_RETRY })),
     };
     let max = st.config.limits.max_frame_bytes;
     let tracker = st.sessions.clone();

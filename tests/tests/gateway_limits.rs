@@ -99,8 +99,15 @@ async fn sockets_before_hello_count_toward_the_per_ip_cap_and_pings_toward_the_f
     // Two sockets that never say hello hold this address's two places.
     let (idle, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
     let (mut pinger, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
-    let Err(refused) = tokio_tungstenite::connect_async(stack.ws_url(0)).await else { panic!("a third socket") };
-    assert!(refused.to_string().contains("429"), "{refused}");
+    let Err(tokio_tungstenite::tungstenite::Error::Http(refused)) =
+        tokio_tungstenite::connect_async(stack.ws_url(0)).await
+    else {
+        panic!("a third socket was not refused with an HTTP answer")
+    };
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()).as_deref(), Some("5"));
+    let body: serde_json::Value = serde_json::from_slice(refused.body().as_deref().unwrap_or_default())?;
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
     assert!(metric(&stack, "herald_gateway_refused_total").await? >= 1.0);
     // A place comes back when a socket closes.
     drop(idle);

@@ -1,5 +1,6 @@
-//! The HTTP API's errors: one enum, each variant a status, every one answered as
-//! `{"error": {"code", "message"}}` (CONTRACT §4), including axum's own rejections of a bad
+//! The gateway's HTTP errors (the API, the WebSocket upgrade, the admin plane, the demo): one
+//! enum, each variant a status, every one answered as `{"error": {"code", "message"}}`
+//! (CONTRACT §4) and every 429 with `Retry-After`, including axum's own rejections of a bad
 //! path, query or body, so a client never has to parse plain text.
 
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub enum ApiError {
     /// 503: a dependency (NATS, the store) did not answer in time; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// 500: a bug on our side; the message says what failed, never a secret.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -45,6 +49,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -57,6 +62,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::TooMany { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
         }
     }
 }
