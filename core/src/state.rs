@@ -12,11 +12,16 @@ pub struct ReadEvent {
     pub read: bool,
     /// The user's unread count, read from the store after the change.
     pub unread: u64,
+    /// The user's change number with that count (one more for every change of the count):
+    /// of two counts the one with the higher number is the newer, whatever order they arrive
+    /// in. Absent from events of gateways that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<u64>,
 }
 
 impl ReadEvent {
     /// Only the count changed (new notifications were stored).
-    pub fn count(unread: u64) -> Self {
-        ReadEvent { ids: Vec::new(), read: false, unread }
+    pub fn count(unread: u64, rev: u64) -> Self {
+        ReadEvent { ids: Vec::new(), read: false, unread, rev: Some(rev) }
     }
 }

@@ -267,8 +267,8 @@ async fn announce_unread<I: Inbox, O: Outbox>(inbox: &I, outbox: &O, users: &[&s
             return;
         }
     };
-    for (user, unread) in counts {
-        if let Err(e) = outbox.announce_unread(&user, unread).await {
+    for (user, count) in counts {
+        if let Err(e) = outbox.announce_unread(&user, count).await {
             tracing::warn!(error = %e, "announcing an unread count failed");
             return;
         }
@@ -330,6 +330,7 @@ mod tests {
     use herald_store::InsertReport;
 
     use super::*;
+    use crate::ports::Count;
 
     #[derive(Default)]
     struct FakeInbox {
@@ -377,11 +378,14 @@ mod tests {
             }
             Ok(r)
         }
-        async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, u64>, Failure> {
+        async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, Count>, Failure> {
             let items = self.items.lock().unwrap();
             Ok(users
                 .iter()
-                .map(|u| (u.to_string(), items.iter().filter(|((o, _), (_, muted))| o == u && !muted).count() as u64))
+                .map(|u| {
+                    let n = items.iter().filter(|((o, _), (_, muted))| o == u && !muted).count() as u64;
+                    (u.to_string(), Count { unread: n, rev: n })
+                })
                 .collect())
         }
     }
@@ -391,7 +395,7 @@ mod tests {
     struct FakeOutbox {
         published: Mutex<Vec<(String, String, bool)>>,
         dead: Mutex<Vec<String>>,
-        announced: Mutex<Vec<(String, u64)>>,
+        announced: Mutex<Vec<(String, Count)>>,
     }
 
     impl Outbox for FakeOutbox {
@@ -408,8 +412,8 @@ mod tests {
         fn duplicate_window(&self) -> Duration {
             Duration::ZERO
         }
-        async fn announce_unread(&self, user: &str, unread: u64) -> Result<(), Failure> {
-            self.announced.lock().unwrap().push((user.to_owned(), unread));
+        async fn announce_unread(&self, user: &str, count: Count) -> Result<(), Failure> {
+            self.announced.lock().unwrap().push((user.to_owned(), count));
             Ok(())
         }
         async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
@@ -478,7 +482,7 @@ mod tests {
         assert!(published.contains(&("loud".to_owned(), "m".to_owned(), false)));
         assert!(inbox.items.lock().unwrap()[&("quiet".to_owned(), "m".to_owned())].1, "stored as muted");
         // Only the count that changed is announced.
-        assert_eq!(*outbox.announced.lock().unwrap(), vec![("loud".to_owned(), 1)]);
+        assert_eq!(*outbox.announced.lock().unwrap(), vec![("loud".to_owned(), Count { unread: 1, rev: 1 })]);
     }
 
     #[tokio::test]
@@ -489,7 +493,8 @@ mod tests {
             run(&inbox, &outbox, body.as_bytes(), 1).await.unwrap();
         }
         run(&inbox, &outbox, br#"{"id":"n2","recipients":{"users":["u"]},"kind":"k","title":"x"}"#, 2).await.unwrap();
-        assert_eq!(*outbox.announced.lock().unwrap(), vec![("u".to_owned(), 1), ("u".to_owned(), 2)]);
+        let counts: Vec<u64> = outbox.announced.lock().unwrap().iter().map(|(_, c)| c.unread).collect();
+        assert_eq!(counts, vec![1, 2]);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ pub use herald_store::Store as DynamoInbox;
 pub use herald_store::client;
 use herald_store::{InsertReport, NewItem, Store};
 
-use crate::ports::{Failure, Inbox};
+use crate::ports::{Count, Failure, Inbox};
 
 impl Inbox for Store {
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
@@ -30,7 +30,7 @@ impl Inbox for Store {
         Ok(Store::insert(self, items).await?)
     }
 
-    async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, u64>, Failure> {
+    async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, Count>, Failure> {
         Ok(Store::unread_counts(self, users).await?)
     }
 }

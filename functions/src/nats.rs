@@ -31,7 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::ports::{DeadLetter, Failure, Outbox, UserCopy};
+use crate::ports::{Count, DeadLetter, Failure, Outbox, UserCopy};
 
 /// Copies sent whose ack is not yet awaited; a sender waits when it is full.
 const ACKS_QUEUED: usize = 8192;
@@ -216,9 +216,9 @@ impl Outbox for JetStreamOutbox {
         Ok(())
     }
 
-    async fn announce_unread(&self, user: &str, unread: u64) -> Result<(), Failure> {
-        let body =
-            serde_json::to_vec(&ReadEvent::count(unread)).map_err(|e| Failure::permanent("announce unread", e))?;
+    async fn announce_unread(&self, user: &str, count: Count) -> Result<(), Failure> {
+        let event = ReadEvent::count(count.unread, count.rev);
+        let body = serde_json::to_vec(&event).map_err(|e| Failure::permanent("announce unread", e))?;
         self.js
             .client()
             .publish(subject::state_subject(user), body.into())

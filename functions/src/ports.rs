@@ -66,6 +66,7 @@ impl From<herald_store::StoreError> for Failure {
     }
 }
 
+pub use herald_store::inbox::counters::Count;
 pub use herald_store::{InsertReport, NewItem};
 
 pub trait Inbox: Send + Sync {
@@ -81,8 +82,8 @@ pub trait Inbox: Send + Sync {
     /// Stores each copy with its cursor unless its item exists; never overwrites.
     fn insert(&self, items: &[NewItem<'_>]) -> impl Future<Output = Result<InsertReport, Failure>> + Send;
 
-    /// The unread counts of `users` as stored now (consistent reads).
-    fn unread_counts(&self, users: &[&str]) -> impl Future<Output = Result<HashMap<String, u64>, Failure>> + Send;
+    /// The unread counts of `users` as stored now, with their change numbers (consistent reads).
+    fn unread_counts(&self, users: &[&str]) -> impl Future<Output = Result<HashMap<String, Count>, Failure>> + Send;
 }
 
 /// A request that will not be delivered, with what is known of its origin and why.
@@ -156,5 +157,5 @@ pub trait Outbox: Send + Sync {
 
     /// Tells the gateways with a device of `user` its new unread count (`herald.state.<token>`,
     /// core NATS: no one listening, nothing kept).
-    fn announce_unread(&self, user: &str, unread: u64) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn announce_unread(&self, user: &str, count: Count) -> impl Future<Output = Result<(), Failure>> + Send;
 }

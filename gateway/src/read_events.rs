@@ -7,6 +7,10 @@
 //! mailboxes); past [`MAILBOX`] frames the newest are dropped and counted. These frames are
 //! hints on top of the inbox API, which stays the truth: a client that missed one corrects
 //! itself at its next `unread` (after every change, `welcome` and `replayed`).
+//!
+//! Counts can arrive out of order (two changes at once, published by two processes), so each
+//! carries the user's change number (`rev`), and a session never sends a count older than one
+//! it has sent: an `unread` frame with a lower number is skipped (its `read` frame is not).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -23,23 +27,26 @@ use tracing::warn;
 /// Frames one session may have waiting.
 const MAILBOX: usize = 32;
 
+/// A frame for a session, and for an `unread` frame the change number of its count.
+type Frame = (Arc<str>, Option<u64>);
+
 /// The frames a device gets for `event`: `read` (with `"read": false` when marked unread), `unread`.
-pub fn frames(event: &ReadEvent) -> Vec<Arc<str>> {
+pub fn frames(event: &ReadEvent) -> Vec<Frame> {
     let mut out = Vec::with_capacity(2);
     if !event.ids.is_empty() {
         let mut read = serde_json::json!({"type": "read", "ids": event.ids});
         if !event.read {
             read["read"] = false.into();
         }
-        out.push(Arc::from(read.to_string()));
+        out.push((Arc::from(read.to_string()), None));
     }
-    out.push(Arc::from(crate::protocol::unread(event.unread)));
+    out.push((Arc::from(crate::protocol::unread(event.unread)), event.rev));
     out
 }
 
 #[derive(Default)]
 struct Mailbox {
-    queue: Mutex<VecDeque<Arc<str>>>,
+    queue: Mutex<VecDeque<Frame>>,
     waker: AtomicWaker,
 }
 
@@ -66,10 +73,14 @@ pub struct ReadSub {
     key: String,
     id: u64,
     mailbox: Arc<Mailbox>,
+    /// The change number of the newest count this session sent (shared with the session, which
+    /// also sends counts of its own after `welcome` and `replayed`).
+    sent_rev: Arc<AtomicU64>,
 }
 
 impl ReadHub {
-    pub fn register(self: &Arc<Self>, user: &str) -> ReadSub {
+    /// Registers a session of `user`; `sent_rev` is its newest count's change number.
+    pub fn register(self: &Arc<Self>, user: &str, sent_rev: Arc<AtomicU64>) -> ReadSub {
         let key = token(user);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
@@ -79,7 +90,7 @@ impl ReadHub {
             .entry(key.clone())
             .or_default()
             .push((id, mailbox.clone()));
-        ReadSub { hub: self.clone(), key, id, mailbox }
+        ReadSub { hub: self.clone(), key, id, mailbox, sent_rev }
     }
 
     /// Hands an event to every local session of the user with subject token `key`.
@@ -105,19 +116,30 @@ impl ReadHub {
 }
 
 impl ReadSub {
-    /// The next frame for this session.
+    /// The next frame for this session; counts older than one it sent are passed over.
     pub async fn next(&self) -> Arc<str> {
         poll_fn(|cx| {
-            if let Some(f) = self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            if let Some(f) = self.pop() {
                 return Poll::Ready(f);
             }
             self.mailbox.waker.register(cx.waker());
-            match self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            match self.pop() {
                 Some(f) => Poll::Ready(f),
                 None => Poll::Pending,
             }
         })
         .await
+    }
+
+    fn pop(&self) -> Option<Arc<str>> {
+        let mut q = self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((frame, rev)) = q.pop_front() {
+            match rev {
+                Some(rev) if rev < self.sent_rev.fetch_max(rev, Ordering::AcqRel) => continue,
+                _ => return Some(frame),
+            }
+        }
+        None
     }
 }
 
@@ -168,21 +190,43 @@ mod tests {
 
     #[test]
     fn frames_follow_the_protocol() {
-        let e = ReadEvent { ids: vec!["a".into()], read: false, unread: 3 };
-        let f: Vec<serde_json::Value> = frames(&e).iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+        let e = ReadEvent { ids: vec!["a".into()], read: false, unread: 3, rev: Some(7) };
+        let f: Vec<serde_json::Value> = frames(&e).iter().map(|(f, _)| serde_json::from_str(f).unwrap()).collect();
         assert_eq!(f[0], serde_json::json!({"type": "read", "ids": ["a"], "read": false}));
         assert_eq!(f[1], serde_json::json!({"type": "unread", "count": 3}));
-        let all = ReadEvent { ids: vec!["*".into()], read: true, unread: 0 };
-        let f: serde_json::Value = serde_json::from_str(&frames(&all)[0]).unwrap();
+        let all = ReadEvent { ids: vec!["*".into()], read: true, unread: 0, rev: None };
+        let f: serde_json::Value = serde_json::from_str(&frames(&all)[0].0).unwrap();
         assert_eq!(f, serde_json::json!({"type": "read", "ids": ["*"]}));
+    }
+
+    #[tokio::test]
+    async fn a_count_older_than_one_sent_is_passed_over_but_its_read_frame_is_not() {
+        let hub = Arc::new(ReadHub::default());
+        let sent = Arc::new(AtomicU64::new(0));
+        let s = hub.register("u", sent.clone());
+        let key = token("u");
+        hub.deliver(&key, &ReadEvent::count(5, 10));
+        hub.deliver(&key, &ReadEvent { ids: vec!["x".into()], read: true, unread: 4, rev: Some(9) });
+        hub.deliver(&key, &ReadEvent::count(6, 11));
+        let got: Vec<serde_json::Value> =
+            [s.next().await, s.next().await, s.next().await].iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+        assert_eq!(got[0], serde_json::json!({"type": "unread", "count": 5}));
+        assert_eq!(got[1], serde_json::json!({"type": "read", "ids": ["x"]}));
+        assert_eq!(got[2], serde_json::json!({"type": "unread", "count": 6}));
+        // The session sent a newer count itself (after `replayed`, say): an older one is skipped.
+        sent.fetch_max(20, Ordering::AcqRel);
+        hub.deliver(&key, &ReadEvent::count(2, 15));
+        hub.deliver(&key, &ReadEvent { ids: vec![], read: false, unread: 1, rev: None });
+        let last: serde_json::Value = serde_json::from_str(&s.next().await).unwrap();
+        assert_eq!(last, serde_json::json!({"type": "unread", "count": 1}));
     }
 
     #[test]
     fn only_the_users_sessions_get_it_and_a_dropped_registration_is_gone() {
         let hub = Arc::new(ReadHub::default());
-        let a = hub.register("a.b");
-        let b = hub.register("a");
-        hub.deliver(&token("a.b"), &ReadEvent { ids: vec![], read: true, unread: 1 });
+        let a = hub.register("a.b", Arc::default());
+        let b = hub.register("a", Arc::default());
+        hub.deliver(&token("a.b"), &ReadEvent { ids: vec![], read: true, unread: 1, rev: None });
         assert_eq!(a.mailbox.queue.lock().unwrap().len(), 1);
         assert!(b.mailbox.queue.lock().unwrap().is_empty());
         drop(a);

@@ -49,7 +49,10 @@ impl Inbox for Interfere {
         }
         Inbox::insert(&self.inner, items).await
     }
-    async fn unread_counts(&self, users: &[&str]) -> Result<std::collections::HashMap<String, u64>, Failure> {
+    async fn unread_counts(
+        &self,
+        users: &[&str],
+    ) -> Result<std::collections::HashMap<String, herald_functions::ports::Count>, Failure> {
         Inbox::unread_counts(&self.inner, users).await
     }
 }

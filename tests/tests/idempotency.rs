@@ -94,7 +94,10 @@ impl Inbox for Crash<DynamoInbox> {
         }
         Ok(done)
     }
-    async fn unread_counts(&self, users: &[&str]) -> Result<std::collections::HashMap<String, u64>, Failure> {
+    async fn unread_counts(
+        &self,
+        users: &[&str],
+    ) -> Result<std::collections::HashMap<String, herald_functions::ports::Count>, Failure> {
         Inbox::unread_counts(&self.inner, users).await
     }
 }
@@ -123,8 +126,8 @@ impl Outbox for Crash<JetStreamOutbox> {
     async fn dead_letter(&self, letter: DeadLetter<'_>) -> Result<(), Failure> {
         self.inner.dead_letter(letter).await
     }
-    async fn announce_unread(&self, user: &str, unread: u64) -> Result<(), Failure> {
-        self.inner.announce_unread(user, unread).await
+    async fn announce_unread(&self, user: &str, count: herald_functions::ports::Count) -> Result<(), Failure> {
+        self.inner.announce_unread(user, count).await
     }
 }
 

@@ -382,6 +382,16 @@ async fn a_stored_notification_updates_the_badge_of_every_device_with_the_exact_
         until_counted(device, 1, 2).await?;
     }
     assert_eq!(unread(&stack, &token).await?, 2);
+    // A count that arrives late (published before the ones already sent, as a slow process
+    // would) is passed over: the badge never goes back to an older count.
+    let stale = herald_core::state::ReadEvent::count(99, 1);
+    let subject = herald_core::subject::state_subject("badge");
+    stack.client.publish(subject, serde_json::to_vec(&stale)?.into()).await?;
+    stack.client.flush().await?;
+    for device in [&mut phone, &mut laptop] {
+        let late = tokio::time::timeout(Duration::from_millis(500), next_frame(device)).await;
+        assert!(late.is_err(), "a stale count was sent: {late:?}");
+    }
     // Another user's device hears none of it.
     let mut stranger = stack.connect_to(1, "stranger", None).await?;
     stack.publish("b-4", &["badge"]).await?;

@@ -123,7 +123,7 @@ pub async fn list(
     security(("user_token" = [])),
 )]
 pub async fn unread_count(State(st): State<Arc<AppState>>, User(claims): User) -> Result<Json<UnreadCount>, ApiError> {
-    Ok(Json(UnreadCount { unread: st.api.store.unread_count(&claims.sub).await.map_err(unavailable)? }))
+    Ok(Json(UnreadCount { unread: st.api.store.unread_count(&claims.sub).await.map_err(unavailable)?.unread }))
 }
 
 async fn mark(
@@ -139,7 +139,8 @@ async fn mark(
     }
     let marked = st.api.store.mark(user, &id, change).await.map_err(unavailable)?.ok_or_else(not_found)?;
     if marked.changed {
-        let event = ReadEvent { ids: vec![id.clone()], read: marked.read, unread: marked.unread };
+        let event =
+            ReadEvent { ids: vec![id.clone()], read: marked.read, unread: marked.unread, rev: Some(marked.rev) };
         read_events::publish(&st.client, user, &event).await;
     }
     Ok(Json(Marked { id, read: marked.read, unread: marked.unread }))
@@ -232,8 +233,8 @@ pub async fn archive(
     security(("user_token" = [])),
 )]
 pub async fn read_all(State(st): State<Arc<AppState>>, User(claims): User) -> Result<Json<UnreadCount>, ApiError> {
-    st.api.store.read_all(&claims.sub).await.map_err(unavailable)?;
-    let event = ReadEvent { ids: vec!["*".into()], read: true, unread: 0 };
+    let rev = st.api.store.read_all(&claims.sub).await.map_err(unavailable)?;
+    let event = ReadEvent { ids: vec!["*".into()], read: true, unread: 0, rev: Some(rev) };
     read_events::publish(&st.client, &claims.sub, &event).await;
     Ok(Json(UnreadCount { unread: 0 }))
 }

@@ -37,7 +37,7 @@ impl Session {
     pub(super) async fn serve_inner(&mut self, cursor: Option<String>) -> Result<(), End> {
         let st = self.state.clone();
         // Registered first: a change made while replaying is queued for after it.
-        let reads = st.api.read_hub.register(&self.claims.sub);
+        let reads = st.api.read_hub.register(&self.claims.sub, self.unread_rev.clone());
         // Boxed: the start's requests are big futures, needed once; the loop's state is small.
         let live = Box::pin(self.start(cursor)).await?;
         loop {

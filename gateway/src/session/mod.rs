@@ -98,6 +98,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>, ip: IpAddr, header
                 awaiting_pong: false,
                 drain_deadline: None,
                 settle_at: None,
+                unread_rev: Arc::default(),
             };
             // Boxed: a socket waiting for hello should not carry the session's future.
             let end = Box::pin(s.serve(cursor)).await;
@@ -177,6 +178,8 @@ struct Session {
     drain_deadline: Option<Instant>,
     /// When the subscription has surely reached every node: one more look at the stream then.
     settle_at: Option<Instant>,
+    /// The change number of the newest `unread` count sent (read_events: older ones are skipped).
+    unread_rev: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Session {

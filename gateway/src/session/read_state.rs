@@ -17,7 +17,10 @@ impl Session {
     /// Sends the user's unread count now.
     pub(super) async fn send_unread(&mut self) -> Result<(), End> {
         match self.state.api.store.unread_count(&self.claims.sub).await {
-            Ok(n) => self.send_now(protocol::unread(n)).await,
+            Ok(count) => {
+                self.unread_rev.fetch_max(count.rev, std::sync::atomic::Ordering::AcqRel);
+                self.send_now(protocol::unread(count.unread)).await
+            }
             Err(e) => {
                 warn!(error = %e, "unread count unavailable; not sent");
                 Ok(())

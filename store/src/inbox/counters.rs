@@ -33,6 +33,26 @@ impl Counters {
     pub fn version(&self) -> u64 {
         self.version.unwrap_or(0)
     }
+
+    /// The user's change number: every change of `unread` adds one to `ins` (a counted insert)
+    /// or to `version` (a mark, a read-all, a sweep), so a count read with a higher number is
+    /// the newer one. Gateways drop an `unread` that arrives after a newer one.
+    pub fn rev(&self) -> u64 {
+        self.ins + self.version()
+    }
+}
+
+/// A user's unread count and the change number it was read at ([`Counters::rev`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub unread: u64,
+    pub rev: u64,
+}
+
+impl From<&Counters> for Count {
+    fn from(c: &Counters) -> Self {
+        Count { unread: c.unread.max(0) as u64, rev: c.rev() }
+    }
 }
 
 /// Expired items removed per transaction (DynamoDB allows 100 actions; one is the counter).
@@ -56,17 +76,18 @@ impl Store {
         Ok(got.item.as_ref().map(counters_of).unwrap_or_default())
     }
 
-    /// The unread counts of `users` as their rows say (consistent reads, BatchGetItem, 100 per
+    /// The unread counts (and change numbers) of `users` as their rows say (consistent reads, BatchGetItem, 100 per
     /// request; no expiry sweep): what the functions announce after storing new copies. A user
     /// without a row has 0.
-    pub async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, u64>, StoreError> {
-        let mut out: HashMap<String, u64> = users.iter().map(|u| ((*u).to_owned(), 0)).collect();
+    pub async fn unread_counts(&self, users: &[&str]) -> Result<HashMap<String, Count>, StoreError> {
+        let mut out: HashMap<String, Count> = users.iter().map(|u| ((*u).to_owned(), Count::default())).collect();
         let keys: Vec<_> = out.keys().map(|u| HashMap::from([("user".to_owned(), s(u))])).collect();
+        let projection = "#u, unread, ins, version";
         let rows =
-            self.batch_get("dynamodb get counters", &self.tables.users, keys, "#u, unread", &[("#u", "user")]).await?;
+            self.batch_get("dynamodb get counters", &self.tables.users, keys, projection, &[("#u", "user")]).await?;
         for row in &rows {
             if let Some(user) = crate::get_s(row, "user") {
-                out.insert(user.clone(), num::<i64>(row, "unread").unwrap_or(0).max(0) as u64);
+                out.insert(user.clone(), Count::from(&counters_of(row)));
             }
         }
         Ok(out)
@@ -74,8 +95,8 @@ impl Store {
 
     /// The exact unread count: expired items are removed first (see the module docs). Two
     /// requests when nothing has expired.
-    pub async fn unread_count(&self, user: &str) -> Result<u64, StoreError> {
-        Ok(self.sweep_expired(user).await?.unread.max(0) as u64)
+    pub async fn unread_count(&self, user: &str) -> Result<Count, StoreError> {
+        Ok(Count::from(&self.sweep_expired(user).await?))
     }
 
     /// Removes the user's expired items, adjusting `unread`; returns the counters after.
@@ -105,7 +126,7 @@ impl Store {
                     .map_err(|e| StoreError::permanent("dynamodb sweep", e))?;
                 actions.push(TransactWriteItem::builder().delete(delete).build());
             }
-            actions.push(self.version_bump(user, &counters, -unread)?);
+            actions.push(self.version_bump(user, &counters, -unread, false)?);
             self.count(Op::TransactWrite);
             match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
                 // More may have expired: look again (only conflicts count as attempts, so a
@@ -146,12 +167,15 @@ impl Store {
         Ok(out.items().iter().filter_map(|i| Some((i.get("nid")?.as_s().ok()?.clone(), RowState::of(i)))).collect())
     }
 
-    /// `Update users SET version = v+1 ADD unread :delta` on `version = v` (or no version yet).
+    /// `Update users SET version = v+1 ADD unread :delta` on `version = v` (or no version yet),
+    /// and with `exact_ins` on `ins` too: a counted insert in between then makes the change
+    /// retry, so the count and change number computed from `counters` are the stored ones.
     pub(crate) fn version_bump(
         &self,
         user: &str,
         counters: &Counters,
         delta: i64,
+        exact_ins: bool,
     ) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
             .table_name(&self.tables.users)
@@ -159,10 +183,23 @@ impl Store {
             .update_expression("SET version = :nv ADD unread :d")
             .expression_attribute_values(":nv", n(counters.version() + 1))
             .expression_attribute_values(":d", n(delta));
-        update = match counters.version {
-            Some(v) => update.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
-            None => update.condition_expression("attribute_not_exists(version)"),
+        let mut cond = match counters.version {
+            Some(v) => {
+                update = update.expression_attribute_values(":v", n(v));
+                "version = :v".to_owned()
+            }
+            None => "attribute_not_exists(version)".to_owned(),
         };
+        if exact_ins {
+            if counters.ins > 0 {
+                cond.push_str(" AND ins = :ins");
+                update = update.expression_attribute_values(":ins", n(counters.ins));
+            } else {
+                cond.push_str(" AND (attribute_not_exists(ins) OR ins = :zero)");
+                update = update.expression_attribute_values(":zero", n(0));
+            }
+        }
+        update = update.condition_expression(cond);
         let update = update.build().map_err(|e| StoreError::permanent("dynamodb counters", e))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }

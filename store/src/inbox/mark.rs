@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 
-use super::counters::{ATTEMPTS, Counters, counters_of, is_cancelled};
+use super::counters::{ATTEMPTS, Count, Counters, counters_of, is_cancelled};
 use super::{RowState, now_secs};
 use crate::errors::{StoreError, classify};
 use crate::metrics::Op;
@@ -26,6 +26,8 @@ pub enum Change {
 pub struct Marked {
     pub read: bool,
     pub unread: u64,
+    /// The user's change number with that count ([`super::counters::Counters::rev`]).
+    pub rev: u64,
     /// Whether the effective read state changed (then devices are told).
     pub changed: bool,
 }
@@ -42,7 +44,8 @@ impl Store {
             let read = change != Change::Unread;
             let archive = change == Change::Archive && !row.archived;
             if was_read == read && !archive {
-                return Ok(Some(Marked { read, unread: counters.unread.max(0) as u64, changed: false }));
+                let count = Count::from(&counters);
+                return Ok(Some(Marked { read, unread: count.unread, rev: count.rev, changed: false }));
             }
             let v = counters.version() + 1;
             let mut set = "SET #r = :r, rv = :v".to_owned();
@@ -65,13 +68,16 @@ impl Store {
                 (true, false) => 1,
                 _ => 0,
             };
-            let actions =
-                vec![TransactWriteItem::builder().update(item).build(), self.version_bump(user, &counters, delta)?];
+            let actions = vec![
+                TransactWriteItem::builder().update(item).build(),
+                self.version_bump(user, &counters, delta, true)?,
+            ];
             self.count(Op::TransactWrite);
             match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
                 Ok(_) => {
+                    // Exact: the transaction held on `version` and `ins` as read.
                     let unread = (counters.unread + delta).max(0) as u64;
-                    return Ok(Some(Marked { read, unread, changed: was_read != read }));
+                    return Ok(Some(Marked { read, unread, rev: counters.rev() + 1, changed: was_read != read }));
                 }
                 Err(e) if is_cancelled(&e) => tokio::time::sleep(backoff(attempt)).await,
                 Err(e) => return Err(classify("dynamodb mark", e)),
@@ -84,12 +90,13 @@ impl Store {
     /// item, `rv_all` to the new version (so older explicit states yield to it), `unread` to 0.
     /// Conditional on `version` and `ins`: a change or an insert counted in between retries.
     /// Requests: the counters, the newest cursor, one update — whatever the inbox holds.
-    pub async fn read_all(&self, user: &str) -> Result<(), StoreError> {
+    /// Returns the user's change number after it ([`super::counters::Counters::rev`]).
+    pub async fn read_all(&self, user: &str) -> Result<u64, StoreError> {
         for attempt in 0..ATTEMPTS {
             let (counters, newest) = tokio::try_join!(self.counters(user), self.newest_cursor(user))?;
-            let Some(newest) = newest else { return Ok(()) };
+            let Some(newest) = newest else { return Ok(counters.rev()) };
             if counters.unread == 0 && counters.read_all.is_some_and(|w| w >= newest) {
-                return Ok(());
+                return Ok(counters.rev());
             }
             let v = counters.version() + 1;
             let mut update = self
@@ -118,7 +125,7 @@ impl Store {
             }
             self.count(Op::Update);
             match update.condition_expression(cond.join(" AND ")).send().await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(counters.rev() + 1),
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                     tokio::time::sleep(backoff(attempt)).await
                 }
