@@ -76,7 +76,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `bad_request`, `unauthenticated`, `forbidden`, `not_found`,
-    /// `too_large`, `rate_limited`, `unavailable`, or a validation code of the request.
+    /// `too_large`, `rate_limited`, `unavailable`, `internal`, or a validation code of the
+    /// request (`token_in_url` on a WebSocket upgrade).
     pub code: String,
     /// For humans.
     pub message: String,
