@@ -33,7 +33,9 @@ async fn a_published_notification_reaches_the_connected_user_live() -> anyhow::R
         }
         other => panic!("expected a notification, got {other:?}"),
     }
-    assert_eq!(stack.stored("alice", "n-1").await?, 1);
+    // Pushed first, then stored: the write may follow the push by a moment.
+    herald_tests::procs::eventually(Duration::from_secs(10), || async { Ok(stack.stored("alice", "n-1").await? == 1) })
+        .await?;
     Ok(())
 }
 

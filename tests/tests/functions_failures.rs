@@ -207,6 +207,8 @@ async fn the_runner_binary_killed_9_mid_fan_out_stores_and_pushes_once() -> anyh
     }
     eventually(Duration::from_secs(30), || async { Ok(user_stream_subjects(&stack).await?.0 == MEMBERS) }).await?;
     assert_eq!(user_stream_subjects(&stack).await?, (MEMBERS, 1), "published once each");
+    // Copies are published first and stored after: the last writes may still be under way.
+    eventually(Duration::from_secs(30), || async { Ok(stored_copies(&stack, "muster").await? >= MEMBERS) }).await?;
     assert_eq!(stored_copies(&stack, "muster").await?, MEMBERS, "stored once each");
     Ok(())
 }
