@@ -97,7 +97,16 @@ pub struct Limits {
     pub outbound_bytes: usize,
     /// A write that makes no progress for this long means the client is gone or stuck: 4029.
     pub write_timeout: Duration,
-    /// Client IPs tracked for rate limits; the least recently seen are forgotten first.
+    /// Bytes a user's reconnects with a cursor (replays, resets) may make this gateway read back
+    /// from the stream, per second, with this burst. A replay starts while the user's bucket
+    /// holds anything and costs what it read; once the bucket is empty, the next batch closes
+    /// the session with 4029 (`too_many_replays`): the client keeps what it got and resumes
+    /// from its cursor later, so a user cannot make the gateway pull the same megabytes again
+    /// and again. Reconnects at the tip read next to nothing and are never limited.
+    pub replay_bytes_per_user_per_sec: f64,
+    pub replay_burst_bytes_per_user: f64,
+    /// Client IPs (and users, for replays) tracked for rate limits; the least recently seen
+    /// are forgotten first.
     pub tracked_ips: usize,
     /// `HERALD_TRUSTED_PROXIES`: networks of the proxies whose `X-Forwarded-For` is believed;
     /// the client is the rightmost hop not among them. Empty: the header is ignored.
@@ -192,6 +201,8 @@ impl Config {
                 outbound_frames: v.parse("HERALD_OUTBOUND_MAX_FRAMES", 256)?,
                 outbound_bytes: v.parse("HERALD_OUTBOUND_MAX_BYTES", 1024 * 1024)?,
                 write_timeout: v.seconds("HERALD_WRITE_TIMEOUT_SECONDS", Duration::from_secs(10))?,
+                replay_bytes_per_user_per_sec: v.parse("HERALD_REPLAY_BYTES_PER_USER_PER_SEC", 1024.0 * 1024.0)?,
+                replay_burst_bytes_per_user: v.parse("HERALD_REPLAY_BURST_BYTES_PER_USER", 64.0 * 1024.0 * 1024.0)?,
                 tracked_ips: v.parse("HERALD_TRACKED_IPS", 100_000)?,
                 trusted_proxies: crate::client_addr::parse_networks(&v.string("HERALD_TRUSTED_PROXIES", ""))
                     .map_err(|e| bad("HERALD_TRUSTED_PROXIES", e))?,

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub frames_in: Counter,
     pub frames_out: Counter,
     pub replays: Counter,
+    pub replays_limited: Counter,
     pub resets: Counter,
     pub gaps: Counter,
     pub gap_filled: Counter,
@@ -40,6 +41,7 @@ impl Default for Metrics {
             frames_in: Counter::default(),
             frames_out: Counter::default(),
             replays: Counter::default(),
+            replays_limited: Counter::default(),
             resets: Counter::default(),
             gaps: Counter::default(),
             gap_filled: Counter::default(),
@@ -115,6 +117,12 @@ impl Metrics {
             .counter("herald_gateway_frames_in_total", "Frames received after hello.", "", self.frames_in.get())
             .counter("herald_gateway_frames_out_total", "Frames sent.", "", self.frames_out.get())
             .counter("herald_gateway_replays_total", "Replays from a cursor.", "", self.replays.get())
+            .counter(
+                "herald_gateway_replays_limited_total",
+                "Sessions closed with 4029 because the user's replays had read their byte budget.",
+                "",
+                self.replays_limited.get(),
+            )
             .counter("herald_gateway_resets_total", "Cursors too old or unknown.", "", self.resets.get())
             .counter("herald_gateway_gaps_total", "Live gaps detected.", "", self.gaps.get())
             .counter(

@@ -32,6 +32,8 @@ pub struct AppState {
     pub events: std::sync::Arc<Events>,
     pub connect_limit: RateLimiter,
     pub frame_limit: RateLimiter,
+    /// Bytes read back for each user's replays (see `Limits::replay_bytes_per_user_per_sec`).
+    pub replay_limit: RateLimiter<String>,
     /// Bounds the stream reads of catch-ups in flight (see `Config::catchup_concurrency`).
     pub catchups: tokio::sync::Semaphore,
     /// `HERALD_USER`'s per-user cap (-1: none), for the retention check of cursor `0`.
@@ -69,6 +71,11 @@ impl AppState {
             log: UserLog::new(p.client.clone(), p.config.replay_timeout),
             connect_limit: RateLimiter::new(l.connects_per_ip_per_sec, l.connect_burst, l.tracked_ips),
             frame_limit: RateLimiter::new(l.frames_per_ip_per_sec, l.frame_burst, l.tracked_ips),
+            replay_limit: RateLimiter::new(
+                l.replay_bytes_per_user_per_sec,
+                l.replay_burst_bytes_per_user,
+                l.tracked_ips,
+            ),
             catchups: tokio::sync::Semaphore::new(p.config.catchup_concurrency),
             max_per_user: std::sync::atomic::AtomicI64::new(-1),
             verifier: p.verifier,

@@ -238,7 +238,7 @@ async fn device(stack_urls: Vec<String>, user: String, preferred: usize, journal
                     }
                 }
                 Ok(Frame::Reset) => journal.lock().unwrap().resets += 1,
-                Ok(Frame::Reconnect) => {
+                Ok(Frame::Reconnect { .. }) => {
                     c.close().await;
                     gw += 1;
                     break;

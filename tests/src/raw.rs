@@ -3,6 +3,7 @@
 //! a way to store a user's copy straight into `HERALD_USER`, as the functions do, so that a
 //! test controls exactly what is stored and when.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,7 +11,7 @@ use async_nats::jetstream;
 use futures::{SinkExt, StreamExt};
 use herald_core::subject;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -21,7 +22,7 @@ pub enum Frame {
     Notification { cursor: String, replay: bool, id: String },
     Replayed { cursor: Option<String>, count: u64 },
     Reset,
-    Reconnect,
+    Reconnect { after_ms: u64 },
     Other(String),
     Closed(Option<u16>),
 }
@@ -44,6 +45,28 @@ impl RawClient {
         let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
             .await
             .context("connect timed out")??;
+        Self::hello(ws, token, cursor).await
+    }
+
+    /// [`Self::connect`] from the local address `from` (any of 127.0.0.0/8 on loopback), as a
+    /// client at that address would. An upgrade refused with an HTTP status is an error naming it.
+    pub async fn connect_from(from: IpAddr, url: &str, token: &str, cursor: Option<&str>) -> anyhow::Result<Self> {
+        let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).context("a ws:// URL")?;
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        let connect = async {
+            let stream = socket.connect(host.parse()?).await?;
+            anyhow::Ok(tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?.0)
+        };
+        let ws = tokio::time::timeout(Duration::from_secs(10), connect).await.context("connect timed out")??;
+        Self::hello(ws, token, cursor).await
+    }
+
+    async fn hello(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        token: &str,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut c = RawClient { ws, closed: false };
         let hello = json!({"type": "hello", "token": token, "cursor": cursor}).to_string();
         c.ws.send(Message::Text(hello.into())).await?;
@@ -99,7 +122,7 @@ fn parse(text: &str) -> anyhow::Result<Frame> {
         },
         "replayed" => Frame::Replayed { cursor: s("cursor"), count: v["count"].as_u64().unwrap_or(0) },
         "reset" => Frame::Reset,
-        "reconnect" => Frame::Reconnect,
+        "reconnect" => Frame::Reconnect { after_ms: v["after_ms"].as_u64().unwrap_or(0) },
         _ => Frame::Other(text.to_owned()),
     })
 }

@@ -304,3 +304,94 @@ async fn notifications_stored_across_a_nats_restart_reach_the_client_exactly_onc
     assert!(drain_events(&mut c, Duration::from_millis(500)).await.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_user_whose_replays_read_too_much_is_closed_4029_and_resumes_later_losing_nothing() -> anyhow::Result<()> {
+    use herald_tests::raw::{Frame, RawClient, store_all};
+    // 40 notifications of ~8 KB, read back 10 at a time; a user may read ~100 KB at once and
+    // then 200 KB/s.
+    let stack = Stack::start(StackOptions {
+        env: env(&[
+            ("HERALD_REPLAY_BATCH", "10"),
+            ("HERALD_REPLAY_BURST_BYTES_PER_USER", "100000"),
+            ("HERALD_REPLAY_BYTES_PER_USER_PER_SEC", "200000"),
+        ]),
+        ..Default::default()
+    })
+    .await?;
+    let url = stack.ws_url(0);
+    let token = stack.token("hoarder");
+    let start = |user: &'static str| {
+        let (url, token) = (url.clone(), stack.token(user));
+        async move {
+            let mut c = RawClient::connect(&url, &token, None).await?;
+            let Some(Frame::Welcome { cursor: Some(start) }) = c.next_within(Duration::from_secs(10)).await? else {
+                anyhow::bail!("no welcome with a starting cursor");
+            };
+            c.close().await;
+            anyhow::Ok(start)
+        }
+    };
+    let mut cursor = start("hoarder").await?;
+    let ids: Vec<String> = (0..40).map(|i| format!("big-{i}")).collect();
+    store_all(&stack.js, "hoarder", &ids, &"z".repeat(8_000)).await?;
+
+    // From the start, again and again: the first connection is cut short by the budget, each
+    // reconnect resumes from the last cursor it got, and in the end every notification has come
+    // exactly once, in order.
+    let (mut got, mut limited) = (Vec::<String>::new(), 0);
+    for _ in 0..50 {
+        let mut c = RawClient::connect(&url, &token, Some(&cursor)).await?;
+        loop {
+            match c.next_within(Duration::from_secs(10)).await?.expect("a frame within 10 s") {
+                Frame::Notification { cursor: k, id, .. } => {
+                    got.push(id);
+                    cursor = k;
+                }
+                Frame::Other(text) if text.contains("too_many_replays") => limited += 1,
+                Frame::Closed(code) => {
+                    assert_eq!(code, Some(4029), "a replay over budget closes with 4029");
+                    break;
+                }
+                Frame::Replayed { .. } => break,
+                _ => {}
+            }
+        }
+        if got.len() == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(got, ids, "every notification once, in order, across the limited reconnects");
+    assert!(limited >= 1, "the budget (100 KB, 320 KB to read) never cut a replay short");
+    assert!(metric(&stack, "herald_gateway_replays_limited_total").await? >= 1.0);
+
+    // Reconnects at the tip read nothing back: never limited, even right after.
+    for _ in 0..5 {
+        let mut c = RawClient::connect(&url, &token, Some(&cursor)).await?;
+        let mut frames = Vec::new();
+        while let Some(f) = c.next_within(Duration::from_secs(5)).await? {
+            let end = matches!(f, Frame::Replayed { .. } | Frame::Closed(_));
+            frames.push(f);
+            if end {
+                break;
+            }
+        }
+        assert!(matches!(frames.last(), Some(Frame::Replayed { count: 0, .. })), "{frames:?}");
+        c.close().await;
+    }
+    // And another user's replay is not limited by this one's.
+    let from = start("neighbour").await?;
+    store_all(&stack.js, "neighbour", &ids[..5], "small").await?;
+    let mut n = RawClient::connect(&url, &stack.token("neighbour"), Some(&from)).await?;
+    let mut count = 0;
+    while let Some(f) = n.next_within(Duration::from_secs(5)).await? {
+        match f {
+            Frame::Notification { .. } => count += 1,
+            Frame::Replayed { .. } | Frame::Closed(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(count, 5);
+    Ok(())
+}

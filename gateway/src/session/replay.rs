@@ -173,10 +173,17 @@ impl Session {
                 }
                 continue;
             }
+            // At the tip there is nothing to read back: such reconnects are never limited.
+            if replay && self.last < target {
+                self.check_replay_budget()?;
+            }
             let entries = self.read_batch(self.last + 1, batch).await?;
             // Stopped by the count, or perhaps by the bytes (the next message could not fit):
             // either way more may follow at once, which is no stale read.
             let bytes: usize = entries.iter().map(|e| e.payload.len() + BATCH_OVERHEAD).sum();
+            if replay {
+                self.state.replay_limit.charge(self.claims.sub.clone(), bytes as f64);
+            }
             let full = entries.len() >= batch
                 || (!entries.is_empty() && bytes + MAX_ENTRY_BYTES > self.state.config.replay_batch_bytes.max(1));
             sent += self.write(&entries, replay).await?;
@@ -190,6 +197,21 @@ impl Session {
             short += 1;
             tokio::time::sleep(Duration::from_millis(20 * u64::from(short))).await;
         }
+    }
+
+    /// A replay (or reset) reads on only while its user owes nothing (`Limits::
+    /// replay_bytes_per_user_per_sec`); else 4029, and the client resumes from its cursor.
+    fn check_replay_budget(&self) -> Result<(), End> {
+        let Err(wait) = self.state.replay_limit.check_debt(self.claims.sub.clone()) else { return Ok(()) };
+        self.state.metrics.replays_limited.inc();
+        Err(End::Close {
+            code: protocol::close::TOO_SLOW,
+            error: "too_many_replays",
+            message: format!(
+                "this user's reconnects have read back too much at once; reconnect with your cursor in {} s",
+                wait.as_secs().max(1)
+            ),
+        })
     }
 
     /// Writes the entries after `last` straight to the socket (after whatever is queued), as

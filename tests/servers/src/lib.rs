@@ -1,5 +1,5 @@
-//! Real nats-server and DynamoDB-API server (dynoxide) processes on free loopback ports, killed
-//! on drop, and a bare HTTP GET for their neighbours' operations endpoints: what the integration
+//! Real nats-server, DynamoDB-API server (dynoxide) and HAProxy processes on free loopback ports,
+//! killed on drop, and a bare HTTP GET for their neighbours' operations endpoints: what the integration
 //! tests (`herald-tests`) and the benchmarks (`bench/loadgen`) both start their servers with.
 
 use std::net::TcpListener;
@@ -8,6 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+mod haproxy;
+pub use haproxy::Haproxy;
 
 /// The repository root (tools are installed under it by `scripts/test`).
 pub fn repo_root() -> PathBuf {
