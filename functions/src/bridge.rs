@@ -7,8 +7,8 @@
 //!
 //! Batches run `invocations` at a time; each batch keeps its records' order (the function
 //! publishes them in order), but two batches in flight at once may interleave, as two runner
-//! processes may. It also turns give-up advisories into dead letters, like the runner, so a
-//! Lambda deployment needs no runner.
+//! processes may. Like the runner, it also turns give-up advisories into dead letters and sweeps
+//! expired inbox items (`HERALD_SWEEP_INTERVAL_SECONDS`), so a Lambda deployment needs no runner.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::batch::{Batch, BatchResponse, Record};
+use crate::dynamo::{self, DynamoInbox};
 use crate::http::{self, Ops};
 use crate::nats::JetStreamOutbox;
 use crate::runner::{RunError, ensure_consumer};
@@ -90,6 +91,15 @@ pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: Cancella
         JetStreamOutbox::new(js.clone()),
         shutdown.clone(),
     ));
+    // The bridge is the one long-running process of a Lambda deployment: it keeps the inboxes
+    // of users who never return from growing forever, with their counts exact.
+    let sweeper = match f.sweep_interval {
+        Some(every) => {
+            let inbox = DynamoInbox::new(dynamo::client(&f.dynamo).await, &f.dynamo).with_ttl(f.inbox_ttl);
+            Some(tokio::spawn(crate::sweep::run(inbox, every, shutdown.clone())))
+        }
+        None => None,
+    };
     let lambda = lambda_client(&config).await;
     ops.ready.store(true, Ordering::Relaxed);
     info!(function = %config.function_name, batch = config.batch_size, "herald-bridge ready");
@@ -140,6 +150,9 @@ pub async fn run(listener: TcpListener, config: BridgeConfig, shutdown: Cancella
         warn!("shutdown grace period ended with batches in flight; they will be redelivered");
     }
     let _ = deadletters.await;
+    if let Some(s) = sweeper {
+        let _ = s.await;
+    }
     let _ = client.drain().await;
     let _ = http.await;
     Ok(())

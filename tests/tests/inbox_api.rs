@@ -407,7 +407,22 @@ async fn a_user_who_never_returns_has_expired_items_swept_and_the_count_stays_ex
         ..Default::default()
     })
     .await?;
-    let store = store(&stack);
+    expired_items_are_swept(&stack).await
+}
+
+/// A Lambda deployment has no runner: the bridge sweeps.
+#[tokio::test]
+async fn in_a_lambda_deployment_the_bridge_sweeps() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions { start_runner: false, ..Default::default() }).await?;
+    // Nothing is published, so nothing is invoked: no Lambda needs to answer.
+    let vars =
+        stack.vars().with("HERALD_SWEEP_INTERVAL_SECONDS", "1").with("HERALD_LAMBDA_ENDPOINT", "http://127.0.0.1:9");
+    let (_bridge, _) = herald_tests::procs::bridge(&vars).await?;
+    expired_items_are_swept(&stack).await
+}
+
+async fn expired_items_are_swept(stack: &Stack) -> anyhow::Result<()> {
+    let store = store(stack);
     // 250 unread items that expired yesterday (three transactions of 99 to remove), then three
     // fresh ones; and a user with nothing expired, untouched.
     bulk_seed_expiring(&store, "gone", 250, herald_client::token::now_secs() - 86_400).await?;
