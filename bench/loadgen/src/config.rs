@@ -18,6 +18,8 @@ pub enum Scenario {
     /// Herald only: recipient deliveries per second through the runners.
     Throughput,
     Fanout,
+    /// Herald only: good clients' latency, quiet and then beside thousands of hostile sockets.
+    Hostile,
     Storm,
 }
 
@@ -57,6 +59,23 @@ pub struct BenchConfig {
     pub storm_rate: f64,
     pub storm_secs: f64,
     pub storm_cut_at: f64,
+    /// Hostile load (Herald only): good clients, and the hostile sockets kept in play beside them
+    /// on their own gateways, started with the gateway's production limits.
+    pub good_clients: u64,
+    pub hostile_connections: u64,
+    pub hostile_gateways: usize,
+    /// Notifications/s to the good clients, and seconds, in each phase (quiet, then hostile).
+    pub hostile_rate: f64,
+    pub hostile_secs: f64,
+    /// A hostile socket re-opens this long (±50 %) after it ends.
+    pub hostile_reopen_ms: u64,
+    /// How long a hostile socket waits for the gateway to close it before giving up.
+    pub hostile_hold_secs: f64,
+    /// Source addresses: good clients and hostile sockets per address.
+    pub good_per_source: u64,
+    pub hostile_per_source: u64,
+    /// The hostile gateways' hello deadline (`HERALD_HELLO_TIMEOUT_SECONDS`; production: 10).
+    pub hostile_hello_secs: f64,
     pub out: PathBuf,
     #[serde(skip)]
     pub secret: String,
@@ -74,6 +93,7 @@ impl BenchConfig {
                 Scenario::Maxrate,
                 Scenario::Throughput,
                 Scenario::Fanout,
+                Scenario::Hostile,
                 Scenario::Storm,
             ],
             gateways: 5,
@@ -96,6 +116,16 @@ impl BenchConfig {
             storm_rate: 1000.0,
             storm_secs: 12.0,
             storm_cut_at: 3.0,
+            good_clients: 1000,
+            hostile_connections: 10_000,
+            hostile_gateways: 2,
+            hostile_rate: 200.0,
+            hostile_secs: 30.0,
+            hostile_reopen_ms: 250,
+            hostile_hold_secs: 120.0,
+            good_per_source: 10,
+            hostile_per_source: 20,
+            hostile_hello_secs: 10.0,
             out: herald_servers::repo_root().join("bench/results"),
             secret: "bench-secret-not-for-production-use".into(),
             audience: "herald".into(),
@@ -124,6 +154,12 @@ impl BenchConfig {
             storm_rate: 200.0,
             storm_secs: 4.0,
             storm_cut_at: 1.0,
+            good_clients: 50,
+            hostile_connections: 300,
+            hostile_rate: 100.0,
+            hostile_secs: 3.0,
+            // Short enough that the silent sockets meet it within the smoke's few seconds.
+            hostile_hello_secs: 1.0,
             ..Self::full()
         }
     }
@@ -180,12 +216,28 @@ impl BenchConfig {
                 "--storm-rate" => c.storm_rate = num(v)?,
                 "--storm-secs" => c.storm_secs = num(v)?,
                 "--storm-cut-at" => c.storm_cut_at = num(v)?,
+                "--good-clients" => c.good_clients = num(v)? as u64,
+                "--hostile-connections" => c.hostile_connections = num(v)? as u64,
+                "--hostile-gateways" => c.hostile_gateways = num(v)? as usize,
+                "--hostile-rate" => c.hostile_rate = num(v)?,
+                "--hostile-secs" => c.hostile_secs = num(v)?,
+                "--hostile-reopen-ms" => c.hostile_reopen_ms = num(v)? as u64,
+                "--hostile-hold-secs" => c.hostile_hold_secs = num(v)?,
+                "--good-per-source" => c.good_per_source = num(v)? as u64,
+                "--hostile-per-source" => c.hostile_per_source = num(v)? as u64,
+                "--hostile-hello-secs" => c.hostile_hello_secs = num(v)?,
                 "--out" => c.out = PathBuf::from(v),
                 _ => bail!("unknown flag {flag}; see docs/benchmarks.md"),
             }
         }
         if c.gateways == 0 || c.rates.iter().any(|r| *r <= 0.0) || c.storm_cut_at >= c.storm_secs {
             bail!("need at least one gateway, positive rates, and --storm-cut-at < --storm-secs");
+        }
+        if c.good_clients == 0 || c.hostile_gateways == 0 || c.hostile_rate <= 0.0 || c.hostile_secs <= 0.0 {
+            bail!("need --good-clients, --hostile-gateways, --hostile-rate and --hostile-secs above 0");
+        }
+        if c.good_per_source == 0 || c.hostile_per_source == 0 {
+            bail!("--good-per-source and --hostile-per-source must be at least 1");
         }
         if c.runners == 0 || c.search_min <= 0.0 || c.search_from < c.search_min || c.search_max < c.search_from {
             bail!("need at least one runner and 0 < --search-min <= --search-from <= --search-max");
@@ -215,7 +267,8 @@ fn parse_scenario(s: &str) -> anyhow::Result<Scenario> {
         "maxrate" => Ok(Scenario::Maxrate),
         "throughput" => Ok(Scenario::Throughput),
         "fanout" => Ok(Scenario::Fanout),
+        "hostile" => Ok(Scenario::Hostile),
         "storm" => Ok(Scenario::Storm),
-        _ => bail!("unknown scenario {s:?} (idle, latency, maxrate, throughput, fanout, storm)"),
+        _ => bail!("unknown scenario {s:?} (idle, latency, maxrate, throughput, fanout, hostile, storm)"),
     }
 }

@@ -29,8 +29,6 @@ type Ws = WebSocketStream<TcpStream>;
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Reconnections per user at most, so a dead fleet cannot spin a worker forever.
 const MAX_ATTEMPTS: u32 = 200;
-/// Sockets per source address (each address has ~28k ephemeral ports).
-const PER_SOURCE: u64 = 250;
 
 /// What every user task of a worker shares.
 pub struct Shared {
@@ -83,9 +81,9 @@ impl Shared {
     }
 }
 
-/// The source address of local user `local` in worker net `net`.
-fn source(net: u8, local: u64) -> SocketAddr {
-    let a = local / PER_SOURCE;
+/// The source address of local socket `local` in worker net `net`, `per_source` sockets each.
+pub fn source(net: u8, per_source: u64, local: u64) -> SocketAddr {
+    let a = local / per_source.max(1);
     let ip = Ipv4Addr::new(127, net, (a / 250 % 250 + 1) as u8, (a % 250 + 1) as u8);
     SocketAddr::V4(SocketAddrV4::new(ip, 0))
 }
@@ -95,7 +93,7 @@ pub async fn run_user(shared: Arc<Shared>, local: u64, first: oneshot::Sender<Re
     let spec = &shared.spec;
     let g = spec.first_user + local;
     let token = herald_client::token::user_token(&spec.secret, &spec.audience, &format!("u{g}"), 6 * 3600);
-    let src = source(spec.source_net, local);
+    let src = source(spec.source_net, spec.per_source, local);
     let mut cursor: Option<String> = None;
     let mut first = Some(first);
     let mut backoff = Duration::from_millis(250);

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::mpsc;
 
+use crate::hostile::{HostileReport, HostileSpec};
 use crate::tally::{decode, new_histogram};
 use crate::wire::{Command, Event, Expected, PhaseReport, StatusReport, System, WorkerSpec};
 
@@ -26,6 +27,10 @@ pub struct Layout {
     pub reconnect: bool,
     pub secret: String,
     pub audience: String,
+    /// Sockets per source address.
+    pub per_source: u64,
+    /// Set: the fleet is `users` hostile sockets (`hostile.rs`), from `127.<100+worker>.x.y`.
+    pub hostile: Option<HostileSpec>,
 }
 
 struct Worker {
@@ -75,9 +80,11 @@ impl Fleet {
                 users: layout.users * (w + 1) / n - first_user,
                 secret: layout.secret.clone(),
                 audience: layout.audience.clone(),
-                source_net: 10 + w as u8,
+                source_net: if layout.hostile.is_some() { 100 } else { 10 } + w as u8,
                 connect_concurrency: 256,
                 reconnect: layout.reconnect,
+                per_source: layout.per_source,
+                hostile: layout.hostile.clone(),
             };
             let mut child = Process::new(&exe)
                 .arg("worker")
@@ -112,6 +119,7 @@ impl Fleet {
         let printer = {
             let label = label.clone();
             let total = layout.users;
+            let (held, got) = if layout.hostile.is_some() { ("open", "opened") } else { ("connected", "received") };
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(2));
                 tick.tick().await;
@@ -123,7 +131,7 @@ impl Fleet {
                         .iter()
                         .fold((0, 0, 0), |a, p| (a.0 + p.0, a.1 + p.1, a.2 + p.2));
                     eprintln!(
-                        "  [{label} {:>5.1}s] connected {c}/{total}  received {r}  reconnected {b}",
+                        "  [{label} {:>5.1}s] {held} {c}/{total}  {got} {r}  reconnected {b}",
                         started.elapsed().as_secs_f64()
                     );
                 }
@@ -228,6 +236,19 @@ impl Fleet {
             s.last_replayed_us = s.last_replayed_us.max(r.last_replayed_us);
         }
         Ok(s)
+    }
+
+    /// A hostile fleet's merged tally.
+    pub async fn hostile(&mut self) -> anyhow::Result<HostileReport> {
+        self.send(&Command::Hostile).await?;
+        let mut all = HostileReport::default();
+        for i in 0..self.workers.len() {
+            let Event::Hostile(r) = self.next_reply(i, Duration::from_secs(30)).await? else {
+                bail!("expected a hostile report");
+            };
+            all.merge(&r);
+        }
+        Ok(all)
     }
 
     /// Stops every worker (their sockets close with them).

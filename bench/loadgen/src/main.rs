@@ -8,6 +8,7 @@
 mod config;
 mod conn;
 mod fleet;
+mod hostile;
 mod inbox;
 mod memory;
 mod opsmetrics;
@@ -100,6 +101,9 @@ async fn bench(args: &[String]) -> anyhow::Result<ExitCode> {
                             scenarios::throughput::run(&cfg, &sut).await.map(|v| r.throughput = Some(v))
                         }
                         Scenario::Fanout => scenarios::fanout::run(&cfg, &sut).await.map(|v| r.fanout = Some(v)),
+                        // The Socket.IO baseline has no hostile-load counterpart: Herald alone.
+                        Scenario::Hostile if sut.herald.is_none() => Ok(()),
+                        Scenario::Hostile => scenarios::hostile::run(&cfg, &mut sut).await.map(|v| r.hostile = Some(v)),
                         Scenario::Storm => scenarios::storm::run(&cfg, &mut sut).await.map(|v| r.storm = Some(v)),
                     };
                     if let Err(e) = outcome {
@@ -135,6 +139,9 @@ async fn bench(args: &[String]) -> anyhow::Result<ExitCode> {
     );
     println!("{}", report::table(&results));
     println!("{}", report::pipeline(&results));
+    if let Some(h) = results.of(wire::System::Herald).and_then(|h| h.hostile.as_ref()) {
+        println!("{}", report::hostile(h));
+    }
     println!("Herald against the goals:\n{}", report::goals(&results));
     println!("results: {}  plot: {}", cfg.out.join(format!("{stem}.json")).display(), png.display());
     let failures = report::failures(&results);

@@ -71,6 +71,21 @@ impl Scrape {
         found
     }
 
+    /// `name`'s samples summed by the value of `label` (e.g. a counter's reasons).
+    pub fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for s in self.0.iter().filter(|s| s.name == name) {
+            let key = s.labels.get(label).cloned().unwrap_or_default();
+            *out.entry(key).or_insert(0.0) += s.value;
+        }
+        out
+    }
+
+    /// The sum of every sample of `name` (`None`: not exported).
+    pub fn total(&self, name: &str) -> Option<f64> {
+        self.sum(name, |_| true)
+    }
+
     /// A stage histogram's cumulative buckets (`le`, count), summed over processes.
     fn buckets(&self, metric: &str, stage: &str) -> Vec<(f64, f64)> {
         let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
@@ -216,6 +231,17 @@ herald_functions_stage_seconds_count{stage="stored"} 110
         assert_eq!(stored.p99_ms, Some(10.0));
         let written = split.iter().find(|s| s.stage == "written").unwrap();
         assert_eq!((written.count, written.p50_ms), (None, None));
+    }
+
+    #[test]
+    fn counters_by_label_sum_over_processes() {
+        let page = "herald_gateway_refused_total{reason=\"rate_limited\"} 3\nherald_gateway_refused_total{reason=\"full\"} 1\n";
+        let two = Scrape::parse(&format!("{page}{page}"));
+        let by = two.by_label("herald_gateway_refused_total", "reason");
+        assert_eq!(by.get("rate_limited"), Some(&6.0));
+        assert_eq!(by.get("full"), Some(&2.0));
+        assert_eq!(two.total("herald_gateway_refused_total"), Some(8.0));
+        assert_eq!(two.total("absent"), None);
     }
 
     #[test]

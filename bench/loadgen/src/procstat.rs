@@ -21,6 +21,11 @@ pub fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// Files (sockets included) `pid` holds open now.
+pub fn open_files(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -28,5 +33,6 @@ mod tests {
         let me = std::process::id();
         assert!(super::rss_bytes(me) > 0);
         assert!(super::cpu_secs(me) >= 0.0);
+        assert!(super::open_files(me) > 0);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::results::{Results, SystemResults};
+use crate::results::{Hostile, Results, SystemResults};
 use crate::wire::System;
 
 type Metric = fn(&SystemResults) -> Option<f64>;
@@ -140,6 +140,76 @@ pub fn pipeline(r: &Results) -> String {
     out
 }
 
+/// The hostile scenario side by side: the good clients quiet and under attack, the goal, and
+/// what the hostile sockets got.
+pub fn hostile(h: &Hostile) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "hostile: {} good clients at {}/s over {} gateways; {} hostile sockets",
+        h.good_clients, h.rate, h.gateways, h.hostile_connections
+    );
+    let _ = writeln!(out, "  {:<28} {:>12} {:>14}", "good clients", "quiet", "under attack");
+    type Pick = fn(&crate::results::Rate) -> String;
+    let rows: [(&str, Pick); 8] = [
+        ("notifications acknowledged", |r| (r.sent.count - r.sent.unacked.len() as u64).to_string()),
+        ("p50 ms", |r| format!("{:.2}", r.latency.p50_ms)),
+        ("p90 ms", |r| format!("{:.2}", r.latency.p90_ms)),
+        ("p99 ms", |r| format!("{:.2}", r.latency.p99_ms)),
+        ("max ms", |r| format!("{:.2}", r.latency.max_ms)),
+        ("lost / duplicated", |r| format!("{} / {}", r.loss.lost, r.loss.duplicated)),
+        ("publish failures", |r| r.sent.failed.to_string()),
+        ("sockets dropped", |r| r.drops.to_string()),
+    ];
+    for (name, pick) in rows {
+        let _ = writeln!(out, "  {name:<28} {:>12} {:>14}", pick(&h.quiet), pick(&h.hostile));
+    }
+    let _ = writeln!(
+        out,
+        "  p99 under attack / p99 quiet: {:.2} (goal <= {}: {})",
+        h.p99_ratio,
+        h.goal_ratio,
+        if h.goal_met { "met" } else { "MISSED" }
+    );
+    let _ = writeln!(
+        out,
+        "  hostile sockets open during the phase: min {}, mean {:.0}; {:.0} opened/s; ramp {:.1} s",
+        h.in_play_min, h.in_play_mean, h.opens_per_sec, h.ramp_secs
+    );
+    let _ = writeln!(out, "  what the hostile sockets got, and how long each was open:");
+    let _ = writeln!(out, "    {:<44} {:>8} {:>10} {:>10}", "kind outcome", "count", "mean ms", "max ms");
+    for (k, o) in &h.outcomes {
+        let _ = writeln!(out, "    {k:<44} {:>8} {:>10.0} {:>10.0}", o.count, o.mean_ms(), o.open_ms_max);
+    }
+    for (k, n) in h.still_open.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(out, "    {:<44} {n:>8}", format!("{k} still open when the attack stopped"));
+    }
+    let counts = |m: &std::collections::BTreeMap<String, f64>| {
+        if m.is_empty() {
+            "none".to_owned()
+        } else {
+            m.iter().map(|(k, v)| format!("{k} {v:.0}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let _ = writeln!(out, "  gateways refused upgrades: {}", counts(&h.gateway_refused));
+    let _ = writeln!(out, "  gateways refused tokens/handshakes: {}", counts(&h.gateway_auth_failures));
+    let _ = writeln!(out, "  gateways closed for too many frames: {:.0}", h.gateway_rate_limited);
+    let mib = |v: &[u64]| v.iter().map(|b| format!("{:.0}", *b as f64 / 1048576.0)).collect::<Vec<_>>().join(" / ");
+    let _ = writeln!(
+        out,
+        "  gateway RSS MiB before / peak / after: [{}] / [{}] / [{}]; open files at peak [{}]; CPU under attack [{}] % of a core",
+        mib(&h.rss_before),
+        mib(&h.rss_peak),
+        mib(&h.rss_after),
+        h.open_files_peak.iter().map(u64::to_string).collect::<Vec<_>>().join(" / "),
+        h.cpu_pct.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
+    );
+    if !h.gateway_exits.is_empty() {
+        let _ = writeln!(out, "  GATEWAYS EXITED: {}", h.gateway_exits.join("; "));
+    }
+    out
+}
+
 fn pipeline_lines(out: &mut String, p: &crate::results::Pipeline) {
     use crate::opsmetrics::show;
     let _ = writeln!(
@@ -246,6 +316,12 @@ pub fn goals(r: &Results) -> String {
         .and_then(|t| t.pipeline.writes_per_recipient)
         .or_else(|| h.latency.iter().find_map(|l| l.pipeline.as_ref()?.writes_per_recipient));
     line("DynamoDB write requests per recipient <= 1", writes, |v| v <= 1.0, "");
+    line(
+        "p99 beside hostile sockets <= 2x quiet p99 (reported)",
+        h.hostile.as_ref().map(|x| x.p99_ratio),
+        |v| v <= 2.0,
+        "x",
+    );
     let storm_label = format!(
         "{}-client reconnect storm replayed <= 5 s",
         h.storm.as_ref().map_or("15,000".into(), |s| s.clients.to_string())
@@ -321,6 +397,22 @@ pub fn failures(r: &Results) -> Vec<String> {
                 }
             }
         }
+        if let Some(h) = &s.hostile {
+            for (what, l) in [("quiet", &h.quiet), ("under attack", &h.hostile)] {
+                if l.loss.lost + l.loss.duplicated + l.sent.failed > 0 {
+                    f.push(format!(
+                        "{who} hostile, {what}: lost {}, duplicated {}, publish failures {}",
+                        l.loss.lost, l.loss.duplicated, l.sent.failed
+                    ));
+                }
+                if let Some(p) = &l.pipeline
+                    && p.stored.is_some_and(|n| n != p.acked)
+                {
+                    f.push(format!("{who} hostile, {what}: {:?} items stored of {} acknowledged", p.stored, p.acked));
+                }
+            }
+            f.extend(h.gateway_exits.iter().map(|e| format!("{who} hostile: {e}")));
+        }
         if let Some(st) = &s.storm {
             if st.loss.lost + st.loss.duplicated + st.warmup.lost + st.warmup.duplicated > 0 {
                 f.push(format!(
@@ -374,6 +466,13 @@ mod tests {
         let mut no_cursor = h.clone();
         no_cursor.storm.as_mut().unwrap().without_cursor = 1;
         assert_eq!(failures(&results(no_cursor)).len(), 1);
+
+        let mut attacked = h.clone();
+        attacked.hostile = Some(crate::results::Hostile::default());
+        assert!(failures(&results(attacked.clone())).is_empty());
+        attacked.hostile.as_mut().unwrap().hostile.loss.duplicated = 1;
+        attacked.hostile.as_mut().unwrap().gateway_exits.push("gateway 0 exited: signal 9".into());
+        assert_eq!(failures(&results(attacked)).len(), 2, "a copy under attack and a gateway that died both fail");
 
         // The baseline may lose what its design loses; only its scenarios' errors count.
         let mut s = h;

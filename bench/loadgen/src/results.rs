@@ -1,9 +1,12 @@
 //! A run's results as they are written to JSON (`bench/results/<unix time>.json`): what was
 //! measured for each system and scenario, plus the machine and the configuration.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::hostile::Outcome;
 use crate::opsmetrics::Stage;
 use crate::publish::Sent;
 use crate::wire::{PhaseReport, System};
@@ -184,6 +187,46 @@ pub struct Storm {
     pub latency: Latency,
 }
 
+/// Good clients' latency alone and then beside hostile sockets (Herald only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Hostile {
+    pub good_clients: u64,
+    pub hostile_connections: u64,
+    pub gateways: usize,
+    pub rate: f64,
+    pub quiet: Rate,
+    pub hostile: Rate,
+    /// p99 under attack over quiet p99, against the goal (at most `goal_ratio`).
+    pub p99_ratio: f64,
+    pub goal_ratio: f64,
+    pub goal_met: bool,
+    /// From launching the hostile sockets until each had opened once (the phase starts then).
+    pub ramp_secs: f64,
+    /// Hostile sockets open (connected, not yet ended), sampled each second of the hostile
+    /// phase: lowest and mean; and sockets opened per second over the phase.
+    pub in_play_min: u64,
+    pub in_play_mean: f64,
+    pub opens_per_sec: f64,
+    /// What the hostile sockets got, by `"<kind> <outcome>"`, over the whole attack.
+    pub outcomes: BTreeMap<String, Outcome>,
+    /// Hostile sockets still open when the attack stopped, by kind (not in `outcomes`).
+    pub still_open: BTreeMap<String, u64>,
+    /// The hostile gateways' own counters over the attack (deltas): upgrades refused by reason,
+    /// refused tokens and handshakes by reason, sessions closed for too many frames.
+    pub gateway_refused: BTreeMap<String, f64>,
+    pub gateway_auth_failures: BTreeMap<String, f64>,
+    pub gateway_rate_limited: f64,
+    /// Per hostile gateway: RSS before the attack, at its peak, and after it stopped; open files
+    /// at their peak; CPU during the hostile phase (% of a core).
+    pub rss_before: Vec<u64>,
+    pub rss_peak: Vec<u64>,
+    pub rss_after: Vec<u64>,
+    pub open_files_peak: Vec<u64>,
+    pub cpu_pct: Vec<f64>,
+    /// Gateways that exited during the scenario, with how (empty: all ran to the end).
+    pub gateway_exits: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemResults {
     pub system: System,
@@ -192,6 +235,8 @@ pub struct SystemResults {
     pub maxrate: Option<MaxRate>,
     pub throughput: Option<Throughput>,
     pub fanout: Option<Fanout>,
+    #[serde(default)]
+    pub hostile: Option<Hostile>,
     pub storm: Option<Storm>,
     /// Scenarios that failed to run, with why.
     pub errors: Vec<String>,
@@ -206,6 +251,7 @@ impl SystemResults {
             maxrate: None,
             throughput: None,
             fanout: None,
+            hostile: None,
             storm: None,
             errors: Vec::new(),
         }

@@ -44,6 +44,45 @@ impl Server {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// `None` while the process runs; how it ended otherwise.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(status.to_string()),
+            Err(e) => Some(format!("unknown: {e}")),
+        }
+    }
+}
+
+/// Gateway settings every scenario but `hostile` runs with: no per-IP limits, a long hello
+/// deadline, a short drain.
+const LIFTED_LIMITS: &[(&str, &str)] = &[
+    ("HERALD_CONNECTS_PER_IP_PER_SEC", "1000000"),
+    ("HERALD_CONNECT_BURST", "1000000"),
+    ("HERALD_FRAMES_PER_IP_PER_SEC", "1000000"),
+    ("HERALD_FRAME_BURST", "1000000"),
+    ("HERALD_HELLO_TIMEOUT_SECONDS", "30"),
+    ("HERALD_DRAIN_SECONDS", "1"),
+];
+
+/// Starts one herald-gateway on fresh loopback ports and waits until it is ready; returns it
+/// and its internal plane's address.
+async fn start_gateway(common: &[(&str, String)], extra: &[(&str, &str)]) -> anyhow::Result<(Server, String)> {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin("herald-gateway")?)
+        .envs(common.iter().cloned())
+        .envs(extra.iter().copied())
+        .env("HERALD_LISTEN", &addr)
+        .env("HERALD_ADMIN_LISTEN", &admin)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting herald-gateway")?;
+    wait_ready(&addr, "herald-gateway").await?;
+    Ok((Server { addr, child }, admin))
 }
 
 #[allow(dead_code)] // the guards are kept only to be dropped (which stops them)
@@ -73,6 +112,8 @@ pub struct HeraldParts {
     pub gateway_ops: Vec<String>,
     /// Where the runners' progress is read (the deliver consumer's ack floor).
     pub js: async_nats::jetstream::Context,
+    /// What every gateway of this system is started with (more can be added mid-run).
+    gateway_env: Vec<(&'static str, String)>,
 }
 
 impl HeraldParts {
@@ -152,6 +193,29 @@ async fn wait_ready_line(child: &mut Child, what: &str) -> anyhow::Result<()> {
 }
 
 impl Sut {
+    /// Herald: starts `n` more gateways with the defaults plus `extra` settings, appended to
+    /// `gateways` (and their internal planes to `gateway_ops`); returns the first one's index.
+    pub async fn add_gateways(&mut self, n: usize, extra: &[(&str, &str)]) -> anyhow::Result<usize> {
+        let first = self.gateways.len();
+        let h = self.herald.as_mut().context("only Herald's gateways can be added")?;
+        for _ in 0..n {
+            let (server, admin) = start_gateway(&h.gateway_env, extra).await?;
+            self.gateways.push(server);
+            h.gateway_ops.push(admin);
+        }
+        Ok(first)
+    }
+
+    /// Herald: stops the gateways from index `first` on (those [`Sut::add_gateways`] added).
+    pub async fn remove_gateways(&mut self, first: usize) {
+        for mut g in self.gateways.drain(first..) {
+            g.kill().await;
+        }
+        if let Some(h) = self.herald.as_mut() {
+            h.gateway_ops.truncate(first);
+        }
+    }
+
     pub async fn start(system: System, cfg: &SutConfig) -> anyhow::Result<Self> {
         match system {
             System::Herald => Self::herald(cfg).await,
@@ -162,7 +226,7 @@ impl Sut {
     async fn herald(cfg: &SutConfig) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let dynamo = LocalDynamo::start()?;
-        let common = [
+        let common = vec![
             ("HERALD_NATS_URL", nats.url()),
             ("HERALD_DYNAMODB_ENDPOINT", dynamo.endpoint()),
             ("HERALD_JWT_SECRET", cfg.secret.clone()),
@@ -186,27 +250,10 @@ impl Sut {
         }
         let (mut gateways, mut gateway_ops) = (Vec::new(), Vec::new());
         for _ in 0..cfg.gateways {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let admin = format!("127.0.0.1:{}", free_port());
-            let child = Command::new(bin("herald-gateway")?)
-                .envs(common.iter().cloned())
-                .env("HERALD_LISTEN", &addr)
-                .env("HERALD_ADMIN_LISTEN", &admin)
-                // The bench's clients come from a few hundred loopback addresses at thousands
-                // per second: lift the per-IP limits that protect a real gateway from one host.
-                .env("HERALD_CONNECTS_PER_IP_PER_SEC", "1000000")
-                .env("HERALD_CONNECT_BURST", "1000000")
-                .env("HERALD_FRAMES_PER_IP_PER_SEC", "1000000")
-                .env("HERALD_FRAME_BURST", "1000000")
-                .env("HERALD_HELLO_TIMEOUT_SECONDS", "30")
-                .env("HERALD_DRAIN_SECONDS", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .context("starting herald-gateway")?;
-            wait_ready(&addr, "herald-gateway").await?;
-            gateways.push(Server { addr, child });
+            // The bench's clients come from a few hundred loopback addresses at thousands per
+            // second: lift the per-IP limits that protect a real gateway from one host.
+            let (server, admin) = start_gateway(&common, LIFTED_LIMITS).await?;
+            gateways.push(server);
             gateway_ops.push(admin);
         }
         let publisher = Publisher::herald(&nats.url()).await?;
@@ -222,6 +269,7 @@ impl Sut {
             runner_ops,
             gateway_ops,
             js: async_nats::jetstream::new(async_nats::connect(nats.url()).await?),
+            gateway_env: common,
         };
         Ok(Sut {
             system: System::Herald,

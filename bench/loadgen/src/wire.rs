@@ -41,6 +41,17 @@ pub struct WorkerSpec {
     pub connect_concurrency: usize,
     /// Whether a dropped socket reconnects (with its cursor, for Herald).
     pub reconnect: bool,
+    /// Sockets per source address.
+    #[serde(default = "default_per_source")]
+    pub per_source: u64,
+    /// When set, the worker plays `users` hostile sockets instead of users.
+    #[serde(default)]
+    pub hostile: Option<crate::hostile::HostileSpec>,
+}
+
+/// Each address has ~28k ephemeral ports: a few hundred sockets each leaves room for reconnects.
+pub fn default_per_source() -> u64 {
+    250
 }
 
 /// Which notifications of a phase each user should have received.
@@ -103,6 +114,8 @@ pub enum Command {
     },
     /// Connection and reconnection state.
     Status,
+    /// A hostile worker's tally of what its sockets got.
+    Hostile,
     /// Close every socket and exit.
     Stop,
 }
@@ -126,6 +139,7 @@ pub enum Event {
     },
     Account(PhaseReport),
     Status(StatusReport),
+    Hostile(crate::hostile::HostileReport),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

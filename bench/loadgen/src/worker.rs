@@ -1,5 +1,6 @@
 //! A worker process (`herald-loadgen worker`): plays the users of its spec (first stdin line),
 //! reports progress once a second, and answers the orchestrator's commands, one JSON line each.
+//! A spec with `hostile` set plays hostile sockets instead (`hostile.rs`).
 //! A process holds fewer than ~15,000 sockets: this machine allows 20,000 files per process.
 
 use std::io::Write;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
 use crate::conn::{Shared, run_user};
+use crate::hostile::{Hostile, HostileReport, HostileSpec};
 use crate::wire::{Command, Event, WorkerSpec};
 
 /// Writes one event line; stdout's lock keeps lines whole.
@@ -28,6 +30,9 @@ pub async fn run() -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let first = lines.next_line().await?.context("no spec on stdin")?;
     let spec: WorkerSpec = serde_json::from_str(&first).context("parsing the worker spec")?;
+    if let Some(h) = spec.hostile.clone() {
+        return hostile(spec, h, lines).await;
+    }
     let shared = Arc::new(Shared::new(spec));
 
     let started = Instant::now();
@@ -71,7 +76,40 @@ pub async fn run() -> anyhow::Result<()> {
                 emit(&Event::Account(shared.tally.account(phase, expected, &unacked)))
             }
             Command::Status => emit(&Event::Status(shared.status())),
+            Command::Hostile => emit(&Event::Hostile(HostileReport::default())),
             Command::Stop => break,
+        }
+    }
+    Ok(())
+}
+
+/// A hostile worker: its sockets misbehave until Stop; progress counts sockets open and opened.
+async fn hostile(
+    spec: WorkerSpec,
+    h: HostileSpec,
+    mut lines: tokio::io::Lines<BufReader<tokio::io::Stdin>>,
+) -> anyhow::Result<()> {
+    let hostile = Arc::new(Hostile::new(spec, h));
+    hostile.start();
+    let progress = hostile.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            emit(&Event::Progress {
+                connected: progress.in_play.load(Ordering::Relaxed),
+                received: progress.opened.load(Ordering::Relaxed),
+                reconnects: 0,
+            });
+        }
+    });
+    while let Some(line) = lines.next_line().await? {
+        match serde_json::from_str::<Command>(&line).context("parsing a command")? {
+            Command::Hostile => emit(&Event::Hostile(hostile.report())),
+            Command::Stop => break,
+            // A hostile worker has no users to account for: empty answers keep the protocol whole.
+            Command::Account { .. } => emit(&Event::Account(Default::default())),
+            Command::Status => emit(&Event::Status(Default::default())),
         }
     }
     Ok(())

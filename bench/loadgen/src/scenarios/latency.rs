@@ -23,7 +23,8 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Vec<Rate>> {
     let mut out = Vec::new();
     for (i, &rate) in cfg.rates.iter().enumerate() {
         let count = (rate * cfg.phase_secs).round() as u64;
-        let r = phase(cfg, sut, &mut fleet, 10 + i as u32, rate, count, true).await?;
+        let r =
+            phase(cfg, sut, &mut fleet, Step { phase: 10 + i as u32, users, rate, count, check_store: true }).await?;
         out.push(r);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -31,18 +32,19 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Vec<Rate>> {
     Ok(out)
 }
 
-/// One open-loop phase of `count` notifications at `rate` to the fleet's users, settled and
-/// accounted; `check_store`: count the phase's items in Herald's store at the end.
-pub async fn phase(
-    cfg: &BenchConfig,
-    sut: &Sut,
-    fleet: &mut Fleet,
-    phase: u32,
-    rate: f64,
-    count: u64,
-    check_store: bool,
-) -> anyhow::Result<Rate> {
-    let users = cfg.users;
+/// One open-loop phase of `count` notifications at `rate` to the fleet's `users`; `check_store`:
+/// count the phase's items in Herald's store at the end.
+pub struct Step {
+    pub phase: u32,
+    pub users: u64,
+    pub rate: f64,
+    pub count: u64,
+    pub check_store: bool,
+}
+
+/// Runs a [`Step`], settled and accounted.
+pub async fn phase(cfg: &BenchConfig, sut: &Sut, fleet: &mut Fleet, step: Step) -> anyhow::Result<Rate> {
+    let Step { phase, users, rate, count, check_store } = step;
     let ops = sut.herald.as_ref().map(|h| h.ops(&sut.gateways));
     let before = match &ops {
         Some(ops) => Some(Scrape::read(ops).await),

@@ -33,7 +33,8 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<MaxRate> {
     let mut phase = 60;
     let mut step = async |rate: f64, m: &mut MaxRate| -> anyhow::Result<bool> {
         let count = (rate * cfg.step_secs).round().max(1.0) as u64;
-        let r = super::latency::phase(cfg, sut, &mut fleet, phase, rate, count, false).await?;
+        let step = super::latency::Step { phase, users: cfg.users, rate, count, check_store: false };
+        let r = super::latency::phase(cfg, sut, &mut fleet, step).await?;
         phase += 1;
         let ok = held(&r, bound);
         eprintln!("maxrate: {rate:.0}/s {}", if ok { "held" } else { "missed" });

@@ -1,8 +1,9 @@
 //! The bench scenarios, each run against one started system: idle connections, latency under
-//! load, the max-rate search and runner throughput (Herald only), team fan-out, and a reconnect
-//! storm.
+//! load, the max-rate search and runner throughput (Herald only), team fan-out, good clients
+//! under hostile load (Herald only), and a reconnect storm.
 
 pub mod fanout;
+pub mod hostile;
 pub mod idle;
 pub mod latency;
 pub mod maxrate;
@@ -24,6 +25,8 @@ pub fn layout(cfg: &BenchConfig, sut: &Sut, users: u64, gateways: usize) -> Layo
         reconnect: true,
         secret: cfg.secret.clone(),
         audience: cfg.audience.clone(),
+        per_source: crate::wire::default_per_source(),
+        hostile: None,
     }
 }
 
