@@ -1,7 +1,8 @@
 //! TLS to NATS: the deployment's CA is the only root trusted (`HERALD_NATS_CA_PEM`, the PEM
-//! text, or `HERALD_NATS_CA_FILE`, a PEM file), and the `ring` provider is named explicitly:
-//! the workspace builds rustls with two providers (async-nats' and the AWS SDK's), so rustls
-//! cannot pick one by itself and would panic at the first TLS connection.
+//! text, or `HERALD_NATS_CA_FILE`, a PEM file), with the `aws-lc-rs` provider, the one the AWS
+//! SDK's HTTPS client uses too. It is named rather than left to rustls: should a dependency ever
+//! turn on a second provider, rustls could no longer pick one and would panic at the first
+//! TLS connection.
 
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ impl NatsTls {
         if roots.is_empty() {
             return Err(TlsError::Empty);
         }
-        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Setup)?
             .with_root_certificates(roots)
