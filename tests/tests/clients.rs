@@ -154,3 +154,49 @@ async fn the_subscriber_resumes_across_a_gateway_restart_and_refreshes_in_band()
     assert!(refreshed >= 1, "token_expiring was answered with a refresh");
     Ok(())
 }
+
+/// NATS in the cloud requires TLS from a deployment CA: the CLI (`--nats-ca`) and the SDK
+/// (`Publisher::connect_tls`) publish through it; without the CA the CLI fails at once, saying so.
+#[tokio::test]
+async fn the_cli_and_the_sdk_publish_to_a_nats_that_requires_tls() -> anyhow::Result<()> {
+    use async_nats::jetstream;
+    use herald_core::subject::{IN_PREFIX, IN_STREAM};
+    let certs = herald_tests::cluster::Certs::make()?;
+    let nats = herald_tests::NatsServer::start_tls(&certs.node("server.pem"), &certs.node("server-key.pem"))?;
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let client = herald_core::nats::options_with(&url, Some(&certs.tls)).connect(&url).await?;
+    let js = jetstream::new(client);
+    js.create_stream(jetstream::stream::Config {
+        name: IN_STREAM.into(),
+        subjects: vec![format!("{IN_PREFIX}>")],
+        ..Default::default()
+    })
+    .await?;
+    let ca = certs.ca_file();
+    let publish = |id: &str, ca: Option<&std::path::Path>| {
+        let mut cmd = herald().unwrap();
+        cmd.args(["publish", "--source", "tls", "--user", "u", "--title", "t", "--id", id, "--nats", &url]);
+        if let Some(ca) = ca {
+            cmd.arg("--nats-ca").arg(ca);
+        }
+        cmd.output()
+    };
+
+    let out = publish("over-tls", Some(&ca))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((printed["id"].as_str(), printed["sequence"].as_u64()), (Some("over-tls"), Some(1)));
+
+    let started = std::time::Instant::now();
+    let out = publish("no-ca", None)?;
+    assert!(!out.status.success(), "a server certificate from an unknown CA must be refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting to"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15), "failed at once, not after retries");
+
+    let publisher = herald_client::Publisher::connect_tls(&url, &std::fs::read(&ca)?).await?;
+    let req = herald_tests::stack::request("from-sdk", &["u"]);
+    assert_eq!(publisher.publish("tls", &req).await?.sequence, 2);
+    assert!(herald_client::Publisher::connect_tls(&url, b"not a certificate").await.is_err());
+    Ok(())
+}

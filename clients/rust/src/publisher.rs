@@ -27,6 +27,8 @@ pub enum PublishError {
     Refused(String),
     #[error("connecting to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
+    #[error("the NATS CA cannot be used: {0}")]
+    Tls(String),
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,20 @@ impl Publisher {
 
     pub async fn connect(url: &str) -> Result<Self, PublishError> {
         Ok(Self::new(herald_core::nats::options(url).connect(url).await?))
+    }
+
+    /// [`Publisher::connect`] to a NATS that requires TLS (as Herald's cloud deployment does):
+    /// `ca_pem`, the deployment CA's certificate(s), is the only root trusted.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), herald_client::PublishError> {
+    /// let ca = std::fs::read("nats-ca.pem").expect("the CA file");
+    /// let publisher = herald_client::Publisher::connect_tls("tls://creator:secret@nats.internal:4222", &ca).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tls(url: &str, ca_pem: &[u8]) -> Result<Self, PublishError> {
+        let tls = herald_core::nats_tls::NatsTls::from_pem(ca_pem).map_err(|e| PublishError::Tls(e.to_string()))?;
+        Ok(Self::new(herald_core::nats::options_with(url, Some(&tls)).connect(url).await?))
     }
 
     /// How many times a retryable failure is tried (default 10: about 15 s with backoff).

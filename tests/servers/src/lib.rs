@@ -146,6 +146,8 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     /// Authorization on: the users and permissions `infra/` ships.
     secured: bool,
+    /// Started from `nats.conf` in `dir` (users, TLS) rather than flags alone.
+    config: bool,
 }
 
 impl NatsServer {
@@ -155,7 +157,7 @@ impl NatsServer {
             let child = Self::spawn(port, dir.path(), false)?;
             Ok((child, port))
         })
-        .map(|(child, port)| NatsServer { child, port, dir, secured: false })
+        .map(|(child, port)| NatsServer { child, port, dir, secured: false, config: false })
     }
 
     /// A server with `infra/nats/permissions.conf` in force: every client must log in as one of
@@ -185,13 +187,23 @@ impl NatsServer {
         );
         std::fs::write(dir.path().join("nats.conf"), conf)?;
         let (child, port) = with_free_port(|port| Ok((Self::spawn(port, dir.path(), true)?, port)))?;
-        Ok(NatsServer { child, port, dir, secured: true })
+        Ok(NatsServer { child, port, dir, secured: true, config: true })
     }
 
-    fn spawn(port: u16, dir: &Path, secured: bool) -> anyhow::Result<Child> {
+    /// A server that requires TLS, with the certificate and key given (PEM files): clients
+    /// connect with `tls://` and must trust the CA that signed them.
+    pub fn start_tls(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let conf = format!("tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n", cert.display(), key.display());
+        std::fs::write(dir.path().join("nats.conf"), conf)?;
+        let (child, port) = with_free_port(|port| Ok((Self::spawn(port, dir.path(), true)?, port)))?;
+        Ok(NatsServer { child, port, dir, secured: false, config: true })
+    }
+
+    fn spawn(port: u16, dir: &Path, config: bool) -> anyhow::Result<Child> {
         let bin = tool("HERALD_NATS_SERVER", ".tools/py/bin/nats-server")?;
         let mut cmd = Command::new(bin);
-        if secured {
+        if config {
             cmd.arg("-c").arg(dir.join("nats.conf"));
         }
         let mut child = cmd
@@ -209,7 +221,7 @@ impl NatsServer {
     /// restart would; clients see a disconnect and reconnect.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         kill(&mut self.child);
-        self.child = Self::spawn(self.port, self.dir.path(), self.secured)?;
+        self.child = Self::spawn(self.port, self.dir.path(), self.config)?;
         Ok(())
     }
 

@@ -108,8 +108,8 @@ pub struct PublishArgs {
     /// The idempotency key (default: a new one)
     #[arg(long)]
     pub id: Option<String>,
-    #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// Publish with POST /v1/notifications on the gateway instead of NATS
     #[arg(long)]
     pub http: bool,
@@ -207,8 +207,8 @@ pub enum DlqCommand {
         source: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-        nats: String,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
     /// Send dead letters back to herald.in.<source> after a fix (a progress line on stderr)
     #[command(
@@ -219,9 +219,38 @@ pub enum DlqCommand {
         source: Option<String>,
         #[arg(long)]
         seq: Option<u64>,
-        #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-        nats: String,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
+}
+
+/// Where NATS is, and the CA it is trusted with when it requires TLS (as in the cloud).
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    #[arg(id = "nats_url", long = "nats", env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// PEM file of the CA that signed the NATS servers' certificates: TLS is then required and
+    /// that CA is the only one trusted (the deployment's)
+    #[arg(id = "nats_ca", long = "nats-ca", env = "HERALD_NATS_CA_FILE")]
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl NatsArgs {
+    /// Connection options for the URL (its user and password, and TLS with `--nats-ca`).
+    pub fn options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
+        use anyhow::Context;
+        let tls = match &self.ca {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("reading the NATS CA {}", path.display()))?;
+                Some(
+                    herald_core::nats_tls::NatsTls::from_pem(&pem)
+                        .with_context(|| format!("the NATS CA {}", path.display()))?,
+                )
+            }
+        };
+        Ok(herald_core::nats::options_with(&self.url, tls.as_ref()))
+    }
 }
 
 #[derive(Debug, Args)]

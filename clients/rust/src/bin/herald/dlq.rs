@@ -9,15 +9,16 @@ use herald_core::subject::{self, DLQ_PREFIX, DLQ_STREAM};
 use herald_functions::redrive::{Filter, redrive_with_progress};
 use serde_json::json;
 
-use crate::args::{DlqArgs, DlqCommand};
+use crate::args::{DlqArgs, DlqCommand, NatsArgs};
 
-async fn jetstream(url: &str) -> anyhow::Result<async_nats::jetstream::Context> {
-    let client = herald_core::nats::options(url)
+async fn jetstream(nats: &NatsArgs) -> anyhow::Result<async_nats::jetstream::Context> {
+    let client = nats
+        .options()?
         .name("herald-cli")
         .custom_inbox_prefix(subject::ADMIN_INBOX_PREFIX)
-        .connect(url)
+        .connect(&nats.url)
         .await
-        .with_context(|| format!("connecting to {}", herald_core::nats::redacted(url)))?;
+        .with_context(|| format!("connecting to {}", herald_core::nats::redacted(&nats.url)))?;
     Ok(async_nats::jetstream::new(client))
 }
 
@@ -50,7 +51,7 @@ pub async fn run(a: DlqArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the stream by sequence (deleted ones are skipped), oldest first.
-async fn list(nats: &str, source: Option<&str>, limit: usize) -> anyhow::Result<()> {
+async fn list(nats: &NatsArgs, source: Option<&str>, limit: usize) -> anyhow::Result<()> {
     let js = jetstream(nats).await?;
     let mut stream = js.get_stream(DLQ_STREAM).await.context("opening HERALD_DLQ")?;
     let state = stream.info().await.context("reading HERALD_DLQ")?.state.clone();

@@ -16,9 +16,13 @@ pub async fn run(a: PublishArgs) -> anyhow::Result<()> {
         let accepted = HttpPublisher::new(&a.url, token)?.publish(&request).await?;
         println!("{}", json!({"id": accepted.id, "duplicate": accepted.duplicate}));
     } else {
-        let publisher = Publisher::connect(&a.nats)
+        let client = a
+            .nats
+            .options()?
+            .connect(&a.nats.url)
             .await
-            .with_context(|| format!("connecting to {}", herald_core::nats::redacted(&a.nats)))?;
+            .with_context(|| format!("connecting to {}", herald_core::nats::redacted(&a.nats.url)))?;
+        let publisher = Publisher::new(client);
         let published = publisher.publish(&a.source, &request).await?;
         println!("{}", json!({"id": request.id, "sequence": published.sequence, "duplicate": published.duplicate}));
     }
