@@ -238,6 +238,11 @@ impl Fleet {
         Ok(s)
     }
 
+    /// The worker processes' ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(|w| w.child.id()).collect()
+    }
+
     /// A hostile fleet's merged tally.
     pub async fn hostile(&mut self) -> anyhow::Result<HostileReport> {
         self.send(&Command::Hostile).await?;

@@ -204,6 +204,11 @@ pub fn hostile(h: &Hostile) -> String {
         h.open_files_peak.iter().map(u64::to_string).collect::<Vec<_>>().join(" / "),
         h.cpu_pct.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
     );
+    let _ = writeln!(
+        out,
+        "  the hostile workers used {:.0} % of a core; 1-minute load average at the end {:.2}",
+        h.attackers_cpu_pct, h.load_1m
+    );
     if !h.gateway_exits.is_empty() {
         let _ = writeln!(out, "  GATEWAYS EXITED: {}", h.gateway_exits.join("; "));
     }

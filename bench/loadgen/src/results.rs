@@ -223,6 +223,10 @@ pub struct Hostile {
     pub rss_after: Vec<u64>,
     pub open_files_peak: Vec<u64>,
     pub cpu_pct: Vec<f64>,
+    /// CPU the hostile worker processes used during the hostile phase (% of a core), and the
+    /// box's 1-minute load average at its end: the attack runs on the same cores as Herald.
+    pub attackers_cpu_pct: f64,
+    pub load_1m: f64,
     /// Gateways that exited during the scenario, with how (empty: all ran to the end).
     pub gateway_exits: Vec<String>,
 }

@@ -83,6 +83,7 @@ async fn attack(cfg: &BenchConfig, sut: &mut Sut, first: usize) -> anyhow::Resul
     let ramp_secs = launched.elapsed().as_secs_f64();
     eprintln!("hostile: {} opened, {} open after {ramp_secs:.1} s; hostile phase", r0.opened, r0.in_play);
 
+    let attacker_pids = attackers.pids();
     // Sampled from its own task: the phase's open-loop publisher must never wait on a sample.
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sampler = {
@@ -107,10 +108,13 @@ async fn attack(cfg: &BenchConfig, sut: &mut Sut, first: usize) -> anyhow::Resul
         })
     };
     let cpu_before: Vec<f64> = pids.iter().map(|&p| cpu_secs(p)).collect();
+    let attackers_cpu_before: f64 = attacker_pids.iter().map(|&p| cpu_secs(p)).sum();
     let started = Instant::now();
     let under_attack = phase(cfg, sut, &mut fleet, step(91)).await;
     let secs = started.elapsed().as_secs_f64();
     let cpu_pct: Vec<f64> = pids.iter().zip(&cpu_before).map(|(&p, c)| (cpu_secs(p) - c) / secs * 100.0).collect();
+    let attackers_cpu_pct =
+        (attacker_pids.iter().map(|&p| cpu_secs(p)).sum::<f64>() - attackers_cpu_before) / secs * 100.0;
     let _ = stop_tx.send(());
     let (mut attackers, samples) = sampler.await.context("the sampler")?;
     let r1 = attackers.hostile().await?;
@@ -163,6 +167,8 @@ async fn attack(cfg: &BenchConfig, sut: &mut Sut, first: usize) -> anyhow::Resul
         rss_after,
         open_files_peak: samples.fds_peak,
         cpu_pct,
+        attackers_cpu_pct,
+        load_1m: crate::results::loadavg().first().copied().unwrap_or(0.0),
         gateway_exits,
         quiet,
         hostile: under_attack,
