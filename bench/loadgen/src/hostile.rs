@@ -96,6 +96,9 @@ impl Outcome {
 pub struct HostileReport {
     pub in_play: u64,
     pub opened: u64,
+    /// Sockets that have connected at least once.
+    #[serde(default)]
+    pub reached: u64,
     pub open_by_kind: BTreeMap<String, u64>,
     pub outcomes: BTreeMap<String, Outcome>,
 }
@@ -104,6 +107,7 @@ impl HostileReport {
     pub fn merge(&mut self, other: &HostileReport) {
         self.in_play += other.in_play;
         self.opened += other.opened;
+        self.reached += other.reached;
         for (k, n) in &other.open_by_kind {
             *self.open_by_kind.entry(k.clone()).or_default() += n;
         }
@@ -120,6 +124,7 @@ pub struct Hostile {
     gate: Semaphore,
     pub in_play: AtomicU64,
     pub opened: AtomicU64,
+    reached: AtomicU64,
     open_by_kind: [AtomicU64; KINDS.len()],
     outcomes: Mutex<BTreeMap<String, Outcome>>,
 }
@@ -132,6 +137,7 @@ impl Hostile {
             hostile,
             in_play: AtomicU64::new(0),
             opened: AtomicU64::new(0),
+            reached: AtomicU64::new(0),
             open_by_kind: Default::default(),
             outcomes: Mutex::new(BTreeMap::new()),
         }
@@ -141,6 +147,7 @@ impl Hostile {
         HostileReport {
             in_play: self.in_play.load(Ordering::Relaxed),
             opened: self.opened.load(Ordering::Relaxed),
+            reached: self.reached.load(Ordering::Relaxed),
             open_by_kind: KINDS
                 .iter()
                 .zip(&self.open_by_kind)
@@ -173,22 +180,28 @@ impl Hostile {
         let src = source(self.spec.source_net, self.spec.per_source, local);
         // Each gateway gets every kind.
         let target = self.spec.targets[(g / KINDS.len()) % self.spec.targets.len()].clone();
+        let mut reached = false;
         for attempt in 0u64.. {
             let (outcome, open_for) = self.attempt(k, attempt, src, &target).await;
-            self.record(KINDS[k], &outcome, open_for);
+            if !reached && open_for.is_some() {
+                reached = true;
+                self.reached.fetch_add(1, Ordering::Relaxed);
+            }
+            self.record(KINDS[k], &outcome, open_for.unwrap_or_default());
             let pause = self.hostile.reopen_ms.max(1);
             let ms = rand::rng().random_range(pause / 2..=pause + pause / 2);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
 
-    /// One socket from connect to end: its outcome and how long it was open.
-    async fn attempt(&self, k: usize, attempt: u64, src: SocketAddr, target: &str) -> (String, Duration) {
+    /// One socket from connect to end: its outcome and how long it was open (`None`: it never
+    /// connected).
+    async fn attempt(&self, k: usize, attempt: u64, src: SocketAddr, target: &str) -> (String, Option<Duration>) {
         let kind = KINDS[k];
         let permit = self.gate.acquire().await.expect("the gate is never closed");
         let stream = match connect(src, target).await {
             Ok(s) => s,
-            Err(outcome) => return (outcome, Duration::ZERO),
+            Err(why) => return (why, None),
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.in_play.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +233,7 @@ impl Hostile {
         };
         self.in_play.fetch_sub(1, Ordering::Relaxed);
         self.open_by_kind[k].fetch_sub(1, Ordering::Relaxed);
-        (outcome, t0.elapsed())
+        (outcome, Some(t0.elapsed()))
     }
 
     /// What a socket of `kind` sends after the upgrade (the variant changes with each attempt).
@@ -347,6 +360,7 @@ mod tests {
         let one = |n: u64, ms: f64| HostileReport {
             in_play: n,
             opened: n,
+            reached: n,
             open_by_kind: BTreeMap::from([("stall_tcp".to_owned(), n)]),
             outcomes: BTreeMap::from([(
                 "bad_token close_4001".to_owned(),
@@ -358,6 +372,6 @@ mod tests {
         let o = all.outcomes["bad_token close_4001"];
         assert_eq!((all.in_play, all.opened, o.count, o.open_ms_max), (3, 3, 3, 40.0));
         assert_eq!(o.mean_ms(), 20.0);
-        assert_eq!(all.open_by_kind["stall_tcp"], 3);
+        assert_eq!((all.open_by_kind["stall_tcp"], all.reached), (3, 3));
     }
 }

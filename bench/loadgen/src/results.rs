@@ -200,7 +200,8 @@ pub struct Hostile {
     pub p99_ratio: f64,
     pub goal_ratio: f64,
     pub goal_met: bool,
-    /// From launching the hostile sockets until each had opened once (the phase starts then).
+    /// From launching the hostile sockets until each had connected once (at most 60 s; the
+    /// hostile phase starts then).
     pub ramp_secs: f64,
     /// Hostile sockets open (connected, not yet ended), sampled each second of the hostile
     /// phase: lowest and mean; and sockets opened per second over the phase.

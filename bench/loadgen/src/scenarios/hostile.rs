@@ -23,7 +23,7 @@ use crate::systems::Sut;
 
 /// The oversized frame the `garbage` sockets send: over the gateway's 64 KiB default limit.
 const OVERSIZED_BYTES: usize = 100 * 1024;
-/// The attack starts once every hostile socket has opened once, or after this.
+/// The attack starts once every hostile socket has connected once, or after this.
 const RAMP_LIMIT: Duration = Duration::from_secs(60);
 
 pub async fn run(cfg: &BenchConfig, sut: &mut Sut) -> anyhow::Result<Hostile> {
@@ -76,12 +76,15 @@ async fn attack(cfg: &BenchConfig, sut: &mut Sut, first: usize) -> anyhow::Resul
     let launched = Instant::now();
     let mut attackers = Fleet::launch("Herald hostile: attackers", bad).await?;
     let mut r0 = attackers.hostile().await?;
-    while r0.opened < cfg.hostile_connections && launched.elapsed() < RAMP_LIMIT {
+    while r0.reached < cfg.hostile_connections && launched.elapsed() < RAMP_LIMIT {
         tokio::time::sleep(Duration::from_millis(500)).await;
         r0 = attackers.hostile().await?;
     }
     let ramp_secs = launched.elapsed().as_secs_f64();
-    eprintln!("hostile: {} opened, {} open after {ramp_secs:.1} s; hostile phase", r0.opened, r0.in_play);
+    eprintln!(
+        "hostile: {} of {} connected at least once, {} open after {ramp_secs:.1} s; hostile phase",
+        r0.reached, cfg.hostile_connections, r0.in_play
+    );
 
     let attacker_pids = attackers.pids();
     // Sampled from its own task: the phase's open-loop publisher must never wait on a sample.
