@@ -182,11 +182,8 @@ impl Hostile {
         let target = self.spec.targets[(g / KINDS.len()) % self.spec.targets.len()].clone();
         let mut reached = false;
         for attempt in 0u64.. {
-            let (outcome, open_for) = self.attempt(k, attempt, src, &target).await;
-            if !reached && open_for.is_some() {
-                reached = true;
-                self.reached.fetch_add(1, Ordering::Relaxed);
-            }
+            let (outcome, open_for) = self.attempt(k, attempt, src, &target, !reached).await;
+            reached |= open_for.is_some();
             self.record(KINDS[k], &outcome, open_for.unwrap_or_default());
             let pause = self.hostile.reopen_ms.max(1);
             let ms = rand::rng().random_range(pause / 2..=pause + pause / 2);
@@ -195,8 +192,16 @@ impl Hostile {
     }
 
     /// One socket from connect to end: its outcome and how long it was open (`None`: it never
-    /// connected).
-    async fn attempt(&self, k: usize, attempt: u64, src: SocketAddr, target: &str) -> (String, Option<Duration>) {
+    /// connected); `first`: no socket of this slot has connected yet (counted in `reached` as
+    /// soon as this one connects: a stalled one may not end for minutes).
+    async fn attempt(
+        &self,
+        k: usize,
+        attempt: u64,
+        src: SocketAddr,
+        target: &str,
+        first: bool,
+    ) -> (String, Option<Duration>) {
         let kind = KINDS[k];
         let permit = self.gate.acquire().await.expect("the gate is never closed");
         let stream = match connect(src, target).await {
@@ -204,6 +209,9 @@ impl Hostile {
             Err(why) => return (why, None),
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
+        if first {
+            self.reached.fetch_add(1, Ordering::Relaxed);
+        }
         self.in_play.fetch_add(1, Ordering::Relaxed);
         self.open_by_kind[k].fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
