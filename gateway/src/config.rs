@@ -97,6 +97,9 @@ pub struct Limits {
     pub outbound_bytes: usize,
     /// A write that makes no progress for this long means the client is gone or stuck: 4029.
     pub write_timeout: Duration,
+    /// A socket must finish its request's headers within this long (an upgrade included), else
+    /// it is closed: stalled upgrades cannot hold descriptors.
+    pub header_timeout: Duration,
     /// Bytes a user's reconnects with a cursor (replays, resets) may make this gateway read back
     /// from the stream, per second, with this burst. A replay starts while the user's bucket
     /// holds anything and costs what it read; once the bucket is empty, the next batch closes
@@ -201,6 +204,7 @@ impl Config {
                 outbound_frames: v.parse("HERALD_OUTBOUND_MAX_FRAMES", 256)?,
                 outbound_bytes: v.parse("HERALD_OUTBOUND_MAX_BYTES", 1024 * 1024)?,
                 write_timeout: v.seconds("HERALD_WRITE_TIMEOUT_SECONDS", Duration::from_secs(10))?,
+                header_timeout: v.seconds("HERALD_HEADER_TIMEOUT_SECONDS", Duration::from_secs(10))?,
                 replay_bytes_per_user_per_sec: v.parse("HERALD_REPLAY_BYTES_PER_USER_PER_SEC", 1024.0 * 1024.0)?,
                 replay_burst_bytes_per_user: v.parse("HERALD_REPLAY_BURST_BYTES_PER_USER", 64.0 * 1024.0 * 1024.0)?,
                 tracked_ips: v.parse("HERALD_TRACKED_IPS", 100_000)?,

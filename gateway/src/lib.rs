@@ -23,15 +23,14 @@ pub mod outbound;
 pub mod protocol;
 pub mod read_events;
 pub mod revocation;
+pub mod serve;
 pub mod session;
 pub mod state;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 pub use config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -210,10 +209,9 @@ pub async fn run_with_admin(
     let internal = tokio::spawn({
         let app = internal::app(state.clone());
         let stop = background.clone();
+        let header_timeout = state.config.limits.header_timeout;
         async move {
-            if let Err(e) = axum::serve(admin_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                warn!(error = %e, "internal plane failed");
-            }
+            serve::serve(admin_listener, app, header_timeout, stop.cancelled_owned()).await;
         }
     });
 
@@ -224,19 +222,15 @@ pub async fn run_with_admin(
             state.ready.store(false, Ordering::Relaxed);
         }
     };
-    // Every socket's address is the real client's (PROXY protocol when configured); TapIo is
-    // what lets axum hand it to handlers as `ConnectInfo<SocketAddr>`.
+    // Every socket's address is the real client's (PROXY protocol when configured).
     let listener = client_addr::ClientListener::new(listener, state.config.limits.proxy_protocol, {
         let state = state.clone();
         move |e| {
             state.metrics.refused("proxy_protocol");
             tracing::debug!(error = %e, "socket closed: no valid PROXY header");
         }
-    })?
-    .tap_io(|_| ());
-    axum::serve(listener, http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(serve_shutdown)
-        .await?;
+    })?;
+    serve::serve(listener, http::app(state.clone()), state.config.limits.header_timeout, serve_shutdown).await;
 
     // Sessions saw the same cancellation: they sent `reconnect` and close by the period's end.
     state.sessions.close();

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use futures::{SinkExt, StreamExt};
 use herald_client::{Connection, Event, NotificationRequest, Recipients};
 use herald_tests::stack::{drain_events, next_event};
@@ -393,5 +395,41 @@ async fn a_user_whose_replays_read_too_much_is_closed_4029_and_resumes_later_los
         }
     }
     assert_eq!(count, 5);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_socket_that_never_finishes_its_request_is_closed_after_the_header_timeout() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack =
+        Stack::start(StackOptions { env: env(&[("HERALD_HEADER_TIMEOUT_SECONDS", "1")]), ..Default::default() })
+            .await?;
+    // A client that completes its upgrade in time is served as ever, past the timeout.
+    let mut c = stack.connect("patient", None).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stack.js.publish(herald_core::subject::user_subject("patient"), r#"{"id":"p","kind":"k","title":"t","body":null,"data":null,"created_at":"2026-11-28T12:00:00Z","read":false}"#.into()).await?.await?;
+    let pushed = next_event(&mut c).await.context("the notification")?;
+    assert!(matches!(pushed, Event::Notification { .. }), "{pushed:?}");
+    let addr = stack.gateway_addr(0).to_owned();
+    // Nothing at all, half an upgrade, and a request line without its end: each is closed.
+    let half = format!("GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n");
+    for (what, sent) in [("nothing", String::new()), ("half an upgrade", half), ("a request line", "GET /".into())] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        s.write_all(sent.as_bytes()).await?;
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 512];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    // hyper may answer 408 before closing.
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{what}: still open after 10 s");
+        assert!(started.elapsed() >= Duration::from_millis(800), "{what}: closed before the timeout");
+    }
     Ok(())
 }
