@@ -1,5 +1,5 @@
 //! Hostile sockets, played by a worker whose spec says so: each one, again and again, opens a
-//! socket that misbehaves in one of four ways and records what the gateway did with it.
+//! socket that misbehaves in one of five ways and records what the gateway did with it.
 //!
 //! - `bad_token`: upgrades and sends `hello` with a token signed by the wrong key, or one that
 //!   is not a JWT at all (expected: close 4001).
