@@ -16,7 +16,14 @@ use crate::protocol;
 impl Session {
     /// Sends the user's unread count now.
     pub(super) async fn send_unread(&mut self) -> Result<(), End> {
-        match self.state.api.store.unread_count(&self.claims.sub).await {
+        // In turn with the stream reads (`catchup_concurrency`), and boxed: 15,000 sessions
+        // starting at once would otherwise each hold a store request's large future (tens of
+        // KB) at the same time, and the allocator keeps that peak as resident memory.
+        let count = {
+            let _permit = self.state.catchups.acquire().await.map_err(End::internal)?;
+            Box::pin(self.state.api.store.unread_count(&self.claims.sub)).await
+        };
+        match count {
             Ok(count) => {
                 self.unread_rev.fetch_max(count.rev, std::sync::atomic::Ordering::AcqRel);
                 self.send_now(protocol::unread(count.unread)).await
