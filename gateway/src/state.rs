@@ -36,6 +36,9 @@ pub struct AppState {
     pub replay_limit: RateLimiter<String>,
     /// Bounds the stream reads of catch-ups in flight (see `Config::catchup_concurrency`).
     pub catchups: tokio::sync::Semaphore,
+    /// Bounds the sessions' store reads in flight (unread counts, replayed read state), apart
+    /// from the stream reads: a slow store must not hold up catch-ups.
+    pub store_reads: tokio::sync::Semaphore,
     /// `HERALD_USER`'s per-user cap (-1: none), for the retention check of cursor `0`.
     pub max_per_user: std::sync::atomic::AtomicI64,
     /// Sockets accepted and not yet closed (the per-process cap counts these).
@@ -77,6 +80,7 @@ impl AppState {
                 l.tracked_ips,
             ),
             catchups: tokio::sync::Semaphore::new(p.config.catchup_concurrency),
+            store_reads: tokio::sync::Semaphore::new(p.config.catchup_concurrency),
             max_per_user: std::sync::atomic::AtomicI64::new(-1),
             verifier: p.verifier,
             api: p.api,

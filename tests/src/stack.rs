@@ -12,6 +12,7 @@ use herald_core::subject;
 use herald_functions::dynamo::{self, DynamoInbox};
 use herald_functions::ports::{Inbox, Outbox};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::servers::http_get;
@@ -462,6 +463,18 @@ pub fn request(id: &str, users: &[&str]) -> NotificationRequest {
         data: None,
         created_at: None,
     }
+}
+
+/// Publishes each `(id, users)` of `plan` in order, `every` apart, on a task of its own (traffic
+/// that keeps flowing while a test restarts or drains something).
+pub fn publish_paced(publisher: Publisher, plan: Vec<(String, Vec<String>)>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for (id, users) in plan {
+            let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+            publisher.publish("test", &request(&id, &refs)).await.expect("publish");
+            tokio::time::sleep(every).await;
+        }
+    })
 }
 
 /// The next event, or an error after 10 s; `read` and `unread` frames (read state, which most

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_client::{Connection, Event};
-use herald_tests::stack::{http_get, next_event};
+use herald_tests::stack::{http_get, next_event, publish_paced};
 use herald_tests::{Stack, StackOptions};
 
 const CLIENTS: usize = 500;
@@ -62,24 +62,15 @@ async fn sigterm_drain_moves_500_clients_to_another_gateway_losing_nothing() -> 
 
     // Notifications flow before, during and after the drain.
     let mut expected: HashMap<String, Vec<String>> = HashMap::new();
-    let publisher = {
-        let p = stack.publisher.clone();
-        let mut plan = Vec::new();
-        for k in 0..NOTIFICATIONS {
-            let users = [format!("drain-{}", k % CLIENTS), format!("drain-{}", (k * 7 + 3) % CLIENTS)];
-            for u in &users {
-                expected.entry(u.clone()).or_default().push(format!("n-{k}"));
-            }
-            plan.push((format!("n-{k}"), users));
+    let mut plan = Vec::new();
+    for k in 0..NOTIFICATIONS {
+        let users = vec![format!("drain-{}", k % CLIENTS), format!("drain-{}", (k * 7 + 3) % CLIENTS)];
+        for u in &users {
+            expected.entry(u.clone()).or_default().push(format!("n-{k}"));
         }
-        tokio::spawn(async move {
-            for (id, users) in plan {
-                let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-                p.publish("test", &herald_tests::stack::request(&id, &refs)).await.expect("publish");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+        plan.push((format!("n-{k}"), users));
+    }
+    let publisher = publish_paced(stack.publisher.clone(), plan, Duration::from_millis(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (addr, gw0) = stack.gateways.remove(0);
     let ready = async { http_get(&format!("http://{addr}/readyz")).await.map(|r| r.0).unwrap_or(0) };

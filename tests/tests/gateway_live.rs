@@ -246,3 +246,53 @@ async fn a_replay_batch_is_bounded_in_bytes_and_still_replays_everything_in_orde
     assert_eq!(notified(&frames), want);
     Ok(())
 }
+
+/// The store is not on the delivery path: with it frozen (requests accepted, never answered),
+/// a device still gets `welcome`, its replay and live notifications, without `unread` and with
+/// the read state as stored, each store read given up after `HERALD_REPLAY_TIMEOUT_SECONDS`.
+#[tokio::test]
+async fn a_frozen_store_delays_a_session_by_its_timeout_and_stops_nothing() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        start_runner: false,
+        env: vec![("HERALD_REPLAY_TIMEOUT_SECONDS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await?;
+    let url = stack.ws_url(0);
+    let token = stack.token("frozen");
+    let mut first = RawClient::connect(&url, &token, None).await?;
+    let Some(Frame::Welcome { cursor: Some(start) }) = first.next_within(Duration::from_secs(10)).await? else {
+        anyhow::bail!("no welcome");
+    };
+    first.close().await;
+    let ids: Vec<String> = (0..3).map(|i| format!("f-{i}")).collect();
+    store_all(&stack.js, "frozen", &ids, "b").await?;
+
+    stack.dynalite.pause()?;
+    let started = std::time::Instant::now();
+    let mut c = RawClient::connect(&url, &token, Some(&start)).await?;
+    let mut got = Vec::new();
+    while let Some(f) = c.next_within(Duration::from_secs(10)).await? {
+        match f {
+            Frame::Notification { id, .. } => got.push(id),
+            Frame::Replayed { .. } => break,
+            Frame::Closed(code) => anyhow::bail!("closed with {code:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(got, ids, "the replay goes on without the store");
+    store(&stack.js, "frozen", "live", "b", false).await?.await?;
+    let mut live = None;
+    while let Some(f) = c.next_within(Duration::from_secs(10)).await? {
+        if let Frame::Notification { id, .. } = f {
+            live = Some(id);
+            break;
+        }
+    }
+    assert_eq!(live.as_deref(), Some("live"), "live delivery goes on without the store");
+    // Three store reads given up (unread after welcome, the replay's read state, unread after
+    // replayed), each after about a second.
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    stack.dynalite.unpause()?;
+    Ok(())
+}

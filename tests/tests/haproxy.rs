@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use herald_tests::procs::metric;
 use herald_tests::raw::{Frame, RawClient};
 use herald_tests::servers::Haproxy;
-use herald_tests::stack::http_get;
+use herald_tests::stack::publish_paced;
 use herald_tests::{Stack, StackOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -38,9 +39,9 @@ async fn upgrade_from(from: IpAddr, addr: &str) -> anyhow::Result<(u16, TcpStrea
     Ok((text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), s))
 }
 
+/// Gateway `i`'s open sessions (0 once it is gone).
 async fn connections(stack: &Stack, i: usize) -> u64 {
-    let Ok((_, body)) = http_get(&format!("http://{}/metrics", stack.admin_addr(i))).await else { return 0 };
-    body.lines().find_map(|l| l.strip_prefix("herald_gateway_connections ")?.trim().parse().ok()).unwrap_or(0)
+    metric(stack.admin_addr(i), "herald_gateway_connections").await.unwrap_or(0)
 }
 
 /// One client at address 127.0.0.`last` through HAProxy until `until`: reconnects with its
@@ -131,24 +132,15 @@ async fn haproxy_gives_each_client_address_its_own_limit_and_moves_a_drained_gat
 
     // Notifications before, during and after gateway 0's drain.
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let publisher = {
-        let p = stack.publisher.clone();
-        let mut plan = Vec::new();
-        for k in 0..NOTIFICATIONS {
-            let users = [format!("lb-{}", k % 20), format!("lb-{}", (k * 7 + 3) % 20)];
-            for u in BTreeSet::from(users.clone()) {
-                expected.entry(u).or_default().push(format!("lb-n-{k}"));
-            }
-            plan.push((format!("lb-n-{k}"), users));
+    let mut plan = Vec::new();
+    for k in 0..NOTIFICATIONS {
+        let users = vec![format!("lb-{}", k % 20), format!("lb-{}", (k * 7 + 3) % 20)];
+        for u in BTreeSet::from_iter(users.clone()) {
+            expected.entry(u).or_default().push(format!("lb-n-{k}"));
         }
-        tokio::spawn(async move {
-            for (id, users) in plan {
-                let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-                p.publish("test", &herald_tests::stack::request(&id, &refs)).await.expect("publish");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+        plan.push((format!("lb-n-{k}"), users));
+    }
+    let publisher = publish_paced(stack.publisher.clone(), plan, Duration::from_millis(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, gw0) = stack.gateways.remove(0);
     tokio::time::timeout(Duration::from_secs(15), gw0.stop()).await?;

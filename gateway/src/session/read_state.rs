@@ -2,8 +2,9 @@
 //! notifications with their current `read` (one batch read of the store per replay batch, not
 //! a request per notification), and the `read` / `unread` frames of changes made on any device.
 //!
-//! The store is the truth but not on the delivery path: if it does not answer, the session
-//! goes on without these (the client's next inbox fetch or `unread` corrects it).
+//! The store is the truth but not on the delivery path: if it does not answer within
+//! `replay_timeout`, the session goes on without these (the client's next inbox fetch or
+//! `unread` corrects it).
 
 use std::collections::HashMap;
 
@@ -12,18 +13,12 @@ use tracing::warn;
 use super::{End, Session};
 use crate::log::Entry;
 use crate::protocol;
+use crate::state::AppState;
 
 impl Session {
     /// Sends the user's unread count now.
     pub(super) async fn send_unread(&mut self) -> Result<(), End> {
-        // In turn with the stream reads (`catchup_concurrency`), and boxed: 15,000 sessions
-        // starting at once would otherwise each hold a store request's large future (tens of
-        // KB) at the same time, and the allocator keeps that peak as resident memory.
-        let count = {
-            let _permit = self.state.catchups.acquire().await.map_err(End::internal)?;
-            Box::pin(self.state.api.store.unread_count(&self.claims.sub)).await
-        };
-        match count {
+        match store_read(&self.state, self.state.api.store.unread_count(&self.claims.sub)).await {
             Ok(count) => {
                 self.unread_rev.fetch_max(count.rev, std::sync::atomic::Ordering::AcqRel);
                 self.send_now(protocol::unread(count.unread)).await
@@ -46,13 +41,14 @@ impl Session {
         if ids.is_empty() {
             return vec![None; entries.len()];
         }
-        let reads: HashMap<String, bool> = match self.state.api.store.read_states(&self.claims.sub, &ids).await {
-            Ok((reads, _)) => reads,
-            Err(e) => {
-                warn!(error = %e, "read state unavailable; replaying as stored");
-                return vec![None; entries.len()];
-            }
-        };
+        let reads: HashMap<String, bool> =
+            match store_read(&self.state, self.state.api.store.read_states(&self.claims.sub, &ids)).await {
+                Ok((reads, _)) => reads,
+                Err(e) => {
+                    warn!(error = %e, "read state unavailable; replaying as stored");
+                    return vec![None; entries.len()];
+                }
+            };
         parsed
             .into_iter()
             .map(|v| {
@@ -64,5 +60,20 @@ impl Session {
                 })
             })
             .collect()
+    }
+}
+
+/// One store read of a session: in turn with every session's (`store_reads`, so 15,000 starting
+/// at once do not hold 15,000 AWS SDK request futures, tens of KB each, whose peak the allocator
+/// keeps as resident memory), boxed (a session waiting its turn stays small), and bounded by
+/// `replay_timeout` (a store that hangs must not stop a session's start or its replay).
+async fn store_read<T>(
+    state: &AppState,
+    read: impl Future<Output = Result<T, herald_store::StoreError>>,
+) -> Result<T, String> {
+    let _permit = state.store_reads.acquire().await.map_err(|e| e.to_string())?;
+    match tokio::time::timeout(state.config.replay_timeout, Box::pin(read)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the store did not answer within {:?}", state.config.replay_timeout)),
     }
 }

@@ -292,6 +292,17 @@ impl LocalDynamo {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Freezes the server (SIGSTOP): requests are accepted and never answered, as a hung store
+    /// would.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        signal(self.child.as_ref().context("dynoxide is stopped")?, "-STOP")
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn unpause(&self) -> anyhow::Result<()> {
+        signal(self.child.as_ref().context("dynoxide is stopped")?, "-CONT")
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill(&mut c);
