@@ -46,7 +46,7 @@ impl Config {
             create_tables: v.parse("HERALD_CREATE_TABLES", dynamo.endpoint.is_some())?,
             dynamo,
             consumer: v.string("HERALD_DELIVER_CONSUMER", "deliver"),
-            concurrency: v.parse("HERALD_FUNCTIONS_CONCURRENCY", 64)?,
+            concurrency: v.parse("HERALD_FUNCTIONS_CONCURRENCY", 512)?,
             ack_wait: v.seconds("HERALD_ACK_WAIT_SECONDS", Duration::from_secs(30))?,
             max_deliver: v.parse("HERALD_MAX_DELIVER", 20)?,
             deadletters_consumer: v.string("HERALD_DEADLETTERS_CONSUMER", "deadletters"),

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 
 use crate::metrics::Stages;
 use crate::order::Pass;
-use crate::ports::{DeadLetter, Failure, Inbox, NewItem, Outbox, UserCopy};
+use crate::ports::{DeadLetter, Failure, Inbox, NewItem, Outbox, Stored, UserCopy};
 
 /// Recipients per step of a fan-out: one existence read, their publishes, then their writes.
 pub const CHUNK: usize = 100;
@@ -110,9 +110,9 @@ pub async fn deliver<I: Inbox, O: Outbox>(
     let payload = Bytes::from(serde_json::to_vec(&notification).expect("a Notification always serializes"));
     let users = recipients(inbox, &valid.request).await?;
     pass.declare(&users);
-    let muted = inbox.muted(&users, &notification.kind).await?;
     let id = notification.id.as_str();
-    let mut report = Report { recipients: users.len(), muted: muted.len(), ..Report::default() };
+    let kind = notification.kind.as_str();
+    let mut report = Report { recipients: users.len(), ..Report::default() };
 
     // Publishing (in order, chunk after chunk) feeds storing (chunks at once) through a
     // bounded channel: when storing lags, publishing waits.
@@ -123,15 +123,16 @@ pub async fn deliver<I: Inbox, O: Outbox>(
         // tasks. Futures do nothing until polled, so this reads nothing ahead of time.
         let mut reads = Vec::with_capacity(users.len().div_ceil(CHUNK));
         for chunk in users.chunks(CHUNK) {
-            reads.push(read_chunk(inbox, outbox, event, id, chunk, &muted, pass));
+            reads.push(read_chunk(inbox, outbox, event, id, kind, chunk, pass));
         }
         let mut reads = stream::iter(reads).buffered(READ_AHEAD);
-        let mut published = 0;
+        let (mut published, mut muted) = (0, 0);
         while let Some((todo, found)) = reads.try_next().await? {
             let mut sent = Vec::with_capacity(todo.len());
-            for user in todo {
+            muted += found.iter().filter(|(_, m, _)| *m).count();
+            for (user, is_muted) in todo {
                 pass.turn(&user).await;
-                let is_muted = muted.contains(&user);
+                muted += is_muted as usize;
                 let copy = UserCopy { user: &user, id, payload: payload.clone(), accepted_at_ms, muted: is_muted };
                 let pending = outbox.send_user(copy).await?;
                 pass.sent(&user);
@@ -143,7 +144,7 @@ pub async fn deliver<I: Inbox, O: Outbox>(
             }
         }
         drop(to_store);
-        Ok::<usize, Failure>(published)
+        Ok::<_, Failure>((published, muted))
     };
     let store = async {
         let (mut stored, mut running, mut open) = (stored, FuturesUnordered::new(), true);
@@ -162,52 +163,56 @@ pub async fn deliver<I: Inbox, O: Outbox>(
             }
         }
     };
-    let (published, (stored, existed, found)) = futures::try_join!(publish, store)?;
+    let ((published, muted), (stored, existed, found)) = futures::try_join!(publish, store)?;
     report.published = published;
+    report.muted = muted;
     report.stored = stored;
     report.existed = existed;
     report.found = found;
     Ok(Outcome::Delivered(report))
 }
 
-/// The users of `chunk` still to publish, and those whose copy is already in `HERALD_USER`;
-/// recipients with an item are done.
+/// The users of `chunk` still to publish, and those whose copy is already in `HERALD_USER`,
+/// each with whether they muted `kind`; recipients with an item are done. Existence and
+/// preferences are read at once (one store round trip before the chunk's publishes).
 async fn read_chunk<I: Inbox, O: Outbox>(
     inbox: &I,
     outbox: &O,
     event: Event<'_>,
     id: &str,
+    kind: &str,
     chunk: &[String],
-    muted: &HashSet<String>,
     pass: &Pass,
-) -> Result<(Vec<String>, Vec<(String, bool, Cursor)>), Failure> {
-    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-    let existing = inbox.existing(&refs, id).await?;
+) -> Result<(Vec<(String, bool)>, Vec<(String, bool, Cursor)>), Failure> {
+    let copies: Vec<(&str, &str)> = chunk.iter().map(|u| (u.as_str(), id)).collect();
+    let users: Vec<&str> = chunk.iter().map(String::as_str).collect();
+    let (existing, kinds) = futures::try_join!(inbox.existing(&copies), inbox.muted_kinds(&users))?;
+    let muted = |user: &String| kinds.get(user).is_some_and(|ks| ks.iter().any(|k| k == kind));
     let mut todo = Vec::with_capacity(chunk.len());
     for user in chunk {
-        if existing.contains(user) {
+        if existing.contains(&(user.clone(), id.to_owned())) {
             pass.sent(user);
         } else {
-            todo.push(user.clone());
+            todo.push((user.clone(), muted(user)));
         }
     }
     let Some(since) = copies_may_exist_since(event, outbox.duplicate_window()) else {
         return Ok((todo, Vec::new()));
     };
     let mut lookups = Vec::with_capacity(todo.len());
-    for user in todo {
-        lookups.push(async move { outbox.find_user_copy(&user, id, since).await.map(|c| (user, c)) });
+    for (user, m) in todo {
+        lookups.push(async move { outbox.find_user_copy(&user, id, since).await.map(|c| (user, m, c)) });
     }
-    let looked: Vec<(String, Option<Cursor>)> = stream::iter(lookups).buffered(LOOKUPS_AT_ONCE).try_collect().await?;
+    let looked: Vec<(String, bool, Option<Cursor>)> =
+        stream::iter(lookups).buffered(LOOKUPS_AT_ONCE).try_collect().await?;
     let (mut todo, mut found) = (Vec::new(), Vec::new());
-    for (user, cursor) in looked {
+    for (user, m, cursor) in looked {
         match cursor {
             Some(c) => {
                 pass.sent(&user);
-                let m = muted.contains(&user);
                 found.push((user, m, c));
             }
-            None => todo.push(user),
+            None => todo.push((user, m)),
         }
     }
     Ok((todo, found))
@@ -248,9 +253,9 @@ async fn store_chunk<I: Inbox, O: Outbox>(
     for _ in 0..items.len() {
         stages.stored.observe(elapsed);
     }
-    let counted: Vec<&str> = done.counted.iter().map(|&i| items[i].user).collect();
+    let counted: Vec<&str> = done.counted().map(|i| items[i].user).collect();
     announce_unread(inbox, outbox, &counted).await;
-    Ok((done.unread + done.read, done.existed, found))
+    Ok((done.count(Stored::Unread) + done.count(Stored::Read), done.count(Stored::Existed), found))
 }
 
 /// Sends the users whose count just grew their new count (one read per 100 users, one core
@@ -344,16 +349,12 @@ mod tests {
         async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
             Ok(self.teams.get(team).cloned().unwrap_or_default())
         }
-        async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
-            Ok(users.iter().filter(|u| self.mutes.get(*u).is_some_and(|k| k == kind)).cloned().collect())
+        async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {
+            Ok(users.iter().filter_map(|u| Some((u.to_string(), vec![self.mutes.get(*u)?.clone()]))).collect())
         }
-        async fn existing(&self, users: &[&str], id: &str) -> Result<HashSet<String>, Failure> {
+        async fn existing(&self, copies: &[(&str, &str)]) -> Result<HashSet<(String, String)>, Failure> {
             let items = self.items.lock().unwrap();
-            Ok(users
-                .iter()
-                .filter(|u| items.contains_key(&(u.to_string(), id.to_owned())))
-                .map(|u| u.to_string())
-                .collect())
+            Ok(copies.iter().map(|(u, id)| (u.to_string(), id.to_string())).filter(|k| items.contains_key(k)).collect())
         }
         async fn insert(&self, new: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
             if *self.fail_inserts.lock().unwrap() {
@@ -361,20 +362,15 @@ mod tests {
             }
             let mut items = self.items.lock().unwrap();
             let mut r = InsertReport::default();
-            for (k, i) in new.iter().enumerate() {
+            for i in new {
                 let key = (i.user.to_owned(), i.notification.id.clone());
-                match items.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(_) => r.existed += 1,
+                r.outcomes.push(match items.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(_) => Stored::Existed,
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert((i.cursor, i.muted));
-                        if i.muted {
-                            r.read += 1;
-                        } else {
-                            r.unread += 1;
-                            r.counted.push(k);
-                        }
+                        if i.muted { Stored::Read } else { Stored::Unread }
                     }
-                }
+                });
             }
             Ok(r)
         }

@@ -18,12 +18,12 @@ impl Inbox for Store {
         Ok(self.list_members(team).await?)
     }
 
-    async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
-        Ok(Store::muted(self, users, kind).await?)
+    async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {
+        Ok(Store::muted_kinds_of(self, users).await?)
     }
 
-    async fn existing(&self, users: &[&str], id: &str) -> Result<HashSet<String>, Failure> {
-        Ok(Store::existing(self, users, id).await?)
+    async fn existing(&self, copies: &[(&str, &str)]) -> Result<HashSet<(String, String)>, Failure> {
+        Ok(Store::existing(self, copies).await?)
     }
 
     async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, Failure> {

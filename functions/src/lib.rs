@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod batch;
 pub mod bridge;
+pub mod coalesce;
 pub mod config;
 pub mod deadletters;
 pub mod deliver;

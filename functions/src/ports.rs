@@ -42,13 +42,14 @@ impl Failure {
         Failure { what, kind: FailureKind::Permanent, source: source.into() }
     }
 
-    pub fn is_transient(&self) -> bool {
-        self.kind == FailureKind::Transient
+    /// The same failure for another caller of a shared call (the cause kept as its text).
+    pub fn copy(&self) -> Failure {
+        let cause = self.source_chain();
+        Failure { what: self.what, kind: self.kind, source: cause.into() }
     }
 
-    /// The error with its whole chain of causes on one line, for a dead letter's reason.
-    pub fn chain(&self) -> String {
-        let mut out = self.to_string();
+    fn source_chain(&self) -> String {
+        let mut out = self.source.to_string();
         let mut cause = std::error::Error::source(&*self.source);
         while let Some(c) = cause {
             out.push_str(": ");
@@ -56,6 +57,15 @@ impl Failure {
             cause = c.source();
         }
         out
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == FailureKind::Transient
+    }
+
+    /// The error with its whole chain of causes on one line, for a dead letter's reason.
+    pub fn chain(&self) -> String {
+        format!("{}: {}", self.what, self.source_chain())
     }
 }
 
@@ -67,19 +77,24 @@ impl From<herald_store::StoreError> for Failure {
 }
 
 pub use herald_store::inbox::counters::Count;
-pub use herald_store::{InsertReport, NewItem};
+pub use herald_store::{InsertReport, NewItem, Stored};
 
 pub trait Inbox: Send + Sync {
     /// Every member of a team, read through all pages.
     fn team_members(&self, team: &str) -> impl Future<Output = Result<Vec<String>, Failure>> + Send;
 
-    /// Those of `users` who muted `kind` in their preferences.
-    fn muted(&self, users: &[String], kind: &str) -> impl Future<Output = Result<HashSet<String>, Failure>> + Send;
+    /// The kinds each of `users` muted in their preferences (users who muted none are left out).
+    fn muted_kinds(&self, users: &[&str])
+    -> impl Future<Output = Result<HashMap<String, Vec<String>>, Failure>> + Send;
 
-    /// Those of `users` who already have an item for notification `id` (consistent reads).
-    fn existing(&self, users: &[&str], id: &str) -> impl Future<Output = Result<HashSet<String>, Failure>> + Send;
+    /// Those of `copies` (user, notification id) that already have an item (consistent reads).
+    fn existing(
+        &self,
+        copies: &[(&str, &str)],
+    ) -> impl Future<Output = Result<HashSet<(String, String)>, Failure>> + Send;
 
-    /// Stores each copy with its cursor unless its item exists; never overwrites.
+    /// Stores each copy with its cursor unless its item exists; never overwrites. Copies may
+    /// belong to different notifications, and a user may have several.
     fn insert(&self, items: &[NewItem<'_>]) -> impl Future<Output = Result<InsertReport, Failure>> + Send;
 
     /// The unread counts of `users` as stored now, with their change numbers (consistent reads).

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::Config;
+use crate::coalesce::Coalesced;
 use crate::deliver::{Event, since_accepted};
 use crate::dynamo::{self, DynamoInbox};
 use crate::http::{self, Ops};
@@ -112,6 +113,7 @@ where
     let sweeper =
         config.sweep_interval.map(|every| tokio::spawn(crate::sweep::run(inbox.clone(), every, shutdown.clone())));
     let (inbox, outbox) = wrap(inbox, user_outbox);
+    let inbox = Coalesced::new(inbox);
     ops.ready.store(true, Ordering::Relaxed);
     info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
 

@@ -43,18 +43,33 @@ pub struct NewItem<'a> {
     pub muted: bool,
 }
 
-/// What [`Store::insert`] did.
+/// What became of one copy given to [`Store::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Written now, counted unread: the user's count changed.
+    Unread,
+    /// Written now as read (muted, or covered by a read-all).
+    Read,
+    /// Already there (an earlier delivery): nothing changed.
+    Existed,
+}
+
+/// What [`Store::insert`] did: one outcome per item given, in their order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InsertReport {
-    /// Items written now, counted unread.
-    pub unread: usize,
-    /// Which they are: their places in the `items` given, in no particular order (their users'
-    /// counts changed).
-    pub counted: Vec<usize>,
-    /// Items written now as read (muted, or covered by a read-all).
-    pub read: usize,
-    /// Items that were already there (an earlier delivery): nothing changed.
-    pub existed: usize,
+    pub outcomes: Vec<Stored>,
+}
+
+impl InsertReport {
+    /// How many copies had `outcome`.
+    pub fn count(&self, outcome: Stored) -> usize {
+        self.outcomes.iter().filter(|o| **o == outcome).count()
+    }
+
+    /// The places of the copies counted unread (their users' counts changed).
+    pub fn counted(&self) -> impl Iterator<Item = usize> + '_ {
+        self.outcomes.iter().enumerate().filter(|(_, o)| **o == Stored::Unread).map(|(i, _)| i)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,47 +101,47 @@ enum Reason {
 }
 
 impl Store {
-    /// Those of `users` who already have an item for notification `id` (consistent reads,
+    /// Those of `copies` (user, notification id) that already have an item (consistent reads,
     /// BatchGetItem, 100 per request).
-    pub async fn existing(&self, users: &[&str], id: &str) -> Result<HashSet<String>, StoreError> {
+    pub async fn existing(&self, copies: &[(&str, &str)]) -> Result<HashSet<(String, String)>, StoreError> {
         let mut seen = HashSet::new();
-        let keys: Vec<_> = users
+        let keys: Vec<_> = copies
             .iter()
-            .filter(|u| seen.insert(**u))
-            .map(|u| HashMap::from([("user".to_owned(), s(u)), ("nid".to_owned(), s(id))]))
+            .filter(|c| seen.insert(**c))
+            .map(|(u, id)| HashMap::from([("user".to_owned(), s(u)), ("nid".to_owned(), s(id))]))
             .collect();
         let items = self
-            .batch_get("dynamodb get notifications", &self.tables.notifications, keys, "#u", &[("#u", "user")])
+            .batch_get("dynamodb get notifications", &self.tables.notifications, keys, "#u, nid", &[("#u", "user")])
             .await?;
-        Ok(items.iter().filter_map(|i| get_s(i, "user").cloned()).collect())
+        Ok(items.iter().filter_map(|i| Some((get_s(i, "user")?.clone(), get_s(i, "nid")?.clone()))).collect())
     }
 
     /// Stores each copy unless its item exists (see the module docs); one `TransactWriteItems`
-    /// per up to 50 recipients when no condition fails.
+    /// per up to 50 recipients when no condition fails. Copies may belong to different
+    /// notifications; two copies for one user go in different transactions (a transaction
+    /// may touch a user's counters once).
     pub async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, StoreError> {
-        let mut report = InsertReport::default();
+        let mut outcomes: Vec<Option<Stored>> = vec![None; items.len()];
         let mut todo: Vec<(usize, Mode)> =
             items.iter().enumerate().map(|(i, it)| (i, if it.muted { Mode::Read } else { Mode::Counted })).collect();
         for round in 0.. {
             if todo.is_empty() {
-                return Ok(report);
+                let outcomes = outcomes.into_iter().map(|o| o.expect("every copy has an outcome")).collect();
+                return Ok(InsertReport { outcomes });
             }
             if round >= MAX_ROUNDS {
                 return Err(StoreError::transient("dynamodb insert", "transactions kept being cancelled"));
             }
             let mut again = Vec::new();
             let mut wait = false;
-            for group in groups(&todo) {
+            for group in groups(&todo, |i| items[i].user) {
                 match self.transact(items, group).await? {
                     None => {
                         for &(i, mode) in group {
-                            match mode {
-                                Mode::Counted => {
-                                    report.unread += 1;
-                                    report.counted.push(i);
-                                }
-                                Mode::Read => report.read += 1,
-                            }
+                            outcomes[i] = Some(match mode {
+                                Mode::Counted => Stored::Unread,
+                                Mode::Read => Stored::Read,
+                            });
                         }
                     }
                     Some(reasons) if reasons.len() == group.iter().map(|(_, m)| m.actions()).sum::<usize>() => {
@@ -142,7 +157,7 @@ impl Store {
                                 ));
                             }
                             if put == Reason::ConditionFailed {
-                                report.existed += 1;
+                                outcomes[i] = Some(Stored::Existed);
                             } else if update == Reason::ConditionFailed {
                                 again.push((i, Mode::Read));
                             } else {
@@ -248,15 +263,20 @@ impl Store {
     }
 }
 
-/// Splits `todo` into runs of at most [`MAX_ACTIONS`] actions.
-fn groups(todo: &[(usize, Mode)]) -> Vec<&[(usize, Mode)]> {
+/// Splits `todo` into runs of at most [`MAX_ACTIONS`] actions, each user (`user_of` a copy's
+/// place) at most once per run.
+fn groups<'u>(todo: &[(usize, Mode)], user_of: impl Fn(usize) -> &'u str) -> Vec<&[(usize, Mode)]> {
     let mut out = Vec::new();
     let (mut start, mut actions) = (0, 0);
-    for (k, (_, mode)) in todo.iter().enumerate() {
-        if actions + mode.actions() > MAX_ACTIONS {
+    let mut users = HashSet::new();
+    for (k, &(i, mode)) in todo.iter().enumerate() {
+        let user = user_of(i);
+        if actions + mode.actions() > MAX_ACTIONS || users.contains(user) {
             out.push(&todo[start..k]);
             (start, actions) = (k, 0);
+            users.clear();
         }
+        users.insert(user);
         actions += mode.actions();
     }
     if start < todo.len() {
@@ -271,10 +291,25 @@ mod tests {
 
     #[test]
     fn groups_stay_within_the_action_limit() {
+        let users: Vec<String> = (0..120).map(|i| format!("u{i}")).collect();
         let todo: Vec<_> = (0..120).map(|i| (i, if i % 3 == 0 { Mode::Read } else { Mode::Counted })).collect();
-        let gs = groups(&todo);
+        let gs = groups(&todo, |i| &users[i]);
         assert!(gs.iter().all(|g| g.iter().map(|(_, m)| m.actions()).sum::<usize>() <= MAX_ACTIONS));
         assert_eq!(gs.iter().map(|g| g.len()).sum::<usize>(), 120);
-        assert!(groups(&[]).is_empty());
+        assert!(groups(&[], |i| &users[i]).is_empty());
+    }
+
+    #[test]
+    fn a_user_is_touched_once_per_transaction() {
+        // Copies of three notifications to the same two users, as several requests batched.
+        let users = ["a", "b", "a", "b", "a", "c"];
+        let todo: Vec<_> = (0..users.len()).map(|i| (i, Mode::Counted)).collect();
+        let gs = groups(&todo, |i| users[i]);
+        for g in &gs {
+            let mut seen = HashSet::new();
+            assert!(g.iter().all(|&(i, _)| seen.insert(users[i])), "a user twice in {g:?}");
+        }
+        assert_eq!(gs.iter().map(|g| g.len()).sum::<usize>(), users.len());
+        assert_eq!(gs.len(), 3);
     }
 }

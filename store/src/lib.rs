@@ -30,7 +30,7 @@ pub mod teams;
 
 pub use client::{client, sdk_config};
 pub use errors::{ErrorKind, StoreError, classify};
-pub use insert::{InsertReport, NewItem};
+pub use insert::{InsertReport, NewItem, Stored};
 pub use metrics::{Op, RequestCounts};
 pub use tables::Tables;
 pub use teams::MembersPage;

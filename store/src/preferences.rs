@@ -39,21 +39,18 @@ impl Store {
         Ok(got.item.as_ref().map(kinds_of).unwrap_or_default())
     }
 
-    /// Those of `users` who muted `kind` (BatchGetItem, 100 users per request).
-    pub async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, StoreError> {
+    /// The muted kinds of each of `users` who muted any (BatchGetItem, 100 users per request).
+    pub async fn muted_kinds_of(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, StoreError> {
         let mut seen = HashSet::new();
-        let keys: Vec<_> = users
-            .iter()
-            .filter(|u| seen.insert(u.as_str()))
-            .map(|u| HashMap::from([("user".to_owned(), s(u))]))
-            .collect();
+        let keys: Vec<_> =
+            users.iter().filter(|u| seen.insert(**u)).map(|u| HashMap::from([("user".to_owned(), s(u))])).collect();
         let items = self
             .batch_get("dynamodb get preferences", &self.tables.preferences, keys, "#u, muted_kinds", &[("#u", "user")])
             .await?;
         Ok(items
             .iter()
-            .filter(|i| kinds_of(i).iter().any(|k| k == kind))
-            .filter_map(|i| get_s(i, "user").cloned())
+            .filter_map(|i| Some((get_s(i, "user")?.clone(), kinds_of(i))))
+            .filter(|(_, kinds)| !kinds.is_empty())
             .collect())
     }
 }

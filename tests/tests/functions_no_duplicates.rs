@@ -3,7 +3,7 @@
 //! copies were published; and no head-of-line blocking: a single-user notification accepted
 //! behind a 10,000-member team is pushed long before the team is done.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,14 +30,15 @@ impl Inbox for Interfere {
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
         Inbox::team_members(&self.inner, team).await
     }
-    async fn muted(&self, users: &[String], kind: &str) -> Result<HashSet<String>, Failure> {
-        Inbox::muted(&self.inner, users, kind).await
+    async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {
+        Inbox::muted_kinds(&self.inner, users).await
     }
-    async fn existing(&self, users: &[&str], id: &str) -> Result<HashSet<String>, Failure> {
-        Inbox::existing(&self.inner, users, id).await
+    async fn existing(&self, copies: &[(&str, &str)]) -> Result<HashSet<(String, String)>, Failure> {
+        Inbox::existing(&self.inner, copies).await
     }
     async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
-        if items.first().is_some_and(|i| i.notification.id == self.id) {
+        // The runner batches copies of several requests into one call.
+        if items.iter().any(|i| i.notification.id == self.id) {
             let first = self.at_first_insert.lock().unwrap().take();
             if let Some((reached, go)) = first {
                 let _ = reached.send(());

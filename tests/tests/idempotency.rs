@@ -81,16 +81,17 @@ impl Inbox for Crash<DynamoInbox> {
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
         Inbox::team_members(&self.inner, team).await
     }
-    async fn muted(&self, users: &[String], kind: &str) -> Result<std::collections::HashSet<String>, Failure> {
-        Inbox::muted(&self.inner, users, kind).await
+    async fn muted_kinds(&self, users: &[&str]) -> Result<std::collections::HashMap<String, Vec<String>>, Failure> {
+        Inbox::muted_kinds(&self.inner, users).await
     }
-    async fn existing(&self, users: &[&str], id: &str) -> Result<std::collections::HashSet<String>, Failure> {
-        Inbox::existing(&self.inner, users, id).await
+    async fn existing(&self, copies: &[(&str, &str)]) -> Result<std::collections::HashSet<(String, String)>, Failure> {
+        Inbox::existing(&self.inner, copies).await
     }
     async fn insert(&self, items: &[NewItem<'_>]) -> Result<InsertReport, Failure> {
         let done = Inbox::insert(&self.inner, items).await?;
-        if let Some(first) = items.first() {
-            self.maybe_crash(CrashPoint::AfterStore, &first.notification.id).await;
+        // The runner batches copies of several requests into one call: any of them may crash it.
+        for item in items {
+            self.maybe_crash(CrashPoint::AfterStore, &item.notification.id).await;
         }
         Ok(done)
     }

@@ -5,6 +5,7 @@
 use herald_core::config::Vars;
 use herald_functions::Config;
 use herald_functions::batch::{Batch, BatchResponse};
+use herald_functions::coalesce::Coalesced;
 use herald_functions::dynamo::{self, DynamoInbox};
 use herald_functions::lambda::handle_batch;
 use herald_functions::nats::JetStreamOutbox;
@@ -31,6 +32,8 @@ async fn main() -> Result<(), Error> {
     if config.create_tables {
         inbox.ensure_tables().await?;
     }
+    // The records of a batch are handled at once: their store calls are sent together.
+    let inbox = Coalesced::new(inbox);
     let gate = Gate::default();
     let (inbox, outbox, client, config, gate) = (&inbox, &outbox, &client, &config, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Batch>| async move {
