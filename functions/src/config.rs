@@ -21,6 +21,8 @@ pub struct Config {
     pub max_deliver: i64,
     /// Durable consumer on `HERALD_ADVISORIES` that turns give-ups into dead letters.
     pub deadletters_consumer: String,
+    /// Shared store calls of each kind in flight at once (see [`crate::coalesce`]).
+    pub store_lanes: usize,
     /// Recipients of one notification written and published at once.
     pub fanout_concurrency: usize,
     /// Whether to create missing tables (local servers, tests); the cloud's are made by `infra/`.
@@ -51,6 +53,7 @@ impl Config {
             max_deliver: v.parse("HERALD_MAX_DELIVER", 20)?,
             deadletters_consumer: v.string("HERALD_DEADLETTERS_CONSUMER", "deadletters"),
             fanout_concurrency: v.parse("HERALD_FANOUT_CONCURRENCY", 32)?,
+            store_lanes: v.parse("HERALD_STORE_LANES", crate::coalesce::DEFAULT_LANES)?,
             shutdown_grace: v.seconds("HERALD_SHUTDOWN_GRACE_SECONDS", Duration::from_secs(10))?,
             handler_deadline: v.seconds("HERALD_HANDLER_DEADLINE_SECONDS", Duration::from_secs(120))?,
             inbox_ttl: Duration::from_secs(v.parse::<u64>("HERALD_INBOX_TTL_DAYS", 90)? * 24 * 3600),

@@ -113,7 +113,7 @@ where
     let sweeper =
         config.sweep_interval.map(|every| tokio::spawn(crate::sweep::run(inbox.clone(), every, shutdown.clone())));
     let (inbox, outbox) = wrap(inbox, user_outbox);
-    let inbox = Coalesced::new(inbox);
+    let inbox = Coalesced::new(inbox, config.store_lanes);
     ops.ready.store(true, Ordering::Relaxed);
     info!(consumer = %config.consumer, concurrency = config.concurrency, "herald-functions ready");
 

@@ -33,7 +33,7 @@ async fn main() -> Result<(), Error> {
         inbox.ensure_tables().await?;
     }
     // The records of a batch are handled at once: their store calls are sent together.
-    let inbox = Coalesced::new(inbox);
+    let inbox = Coalesced::new(inbox, config.store_lanes);
     let gate = Gate::default();
     let (inbox, outbox, client, config, gate) = (&inbox, &outbox, &client, &config, &gate);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Batch>| async move {
