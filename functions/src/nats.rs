@@ -33,13 +33,31 @@ use tracing::{info, warn};
 
 use crate::ports::{Count, DeadLetter, Failure, Outbox, UserCopy};
 
+/// The steps of this outbox, as named in its [`Failure`]s: a failure of one is NATS's (see
+/// [`crate::settle::retry_delay`]).
+pub const STEPS: &[&str] = &[
+    "HERALD_USER info",
+    "publish user copy",
+    "publish user copy ack",
+    "find user copy",
+    "publish dead letter",
+    "publish dead letter ack",
+    "announce unread",
+];
+
 /// Copies sent whose ack is not yet awaited; a sender waits when it is full.
 const ACKS_QUEUED: usize = 8192;
 /// At most this many of a user's messages are read when looking for a copy (the stream keeps
 /// `HERALD_USER_MAX_PER_USER`, 1,000 by default).
 const MAX_SCAN: usize = 20_000;
 
-type AckJob = (PublishAckFuture, oneshot::Sender<Result<Cursor, Failure>>);
+/// How long a copy's ack may take, counted from its send. async-nats starts its own timeout
+/// only when the ack is awaited, and acks are awaited one after the other: after a connection
+/// was lost with N copies in flight, their timeouts would run one after the other (N × 5 s; the
+/// chaos suite saw a request held two minutes).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+type AckJob = (PublishAckFuture, tokio::time::Instant, oneshot::Sender<Result<Cursor, Failure>>);
 
 #[derive(Debug, Clone)]
 pub struct JetStreamOutbox {
@@ -95,8 +113,12 @@ impl JetStreamOutbox {
 /// aside, which answer with the original's) means the stream was recreated.
 async fn await_acks(js: jetstream::Context, info: Arc<StreamInfo>, mut rx: mpsc::Receiver<AckJob>) {
     let mut last = 0u64;
-    while let Some((ack, reply)) = rx.recv().await {
-        let out = match ack.await {
+    while let Some((ack, deadline, reply)) = rx.recv().await {
+        let Ok(acked) = tokio::time::timeout_at(deadline, ack.into_future()).await else {
+            let _ = reply.send(Err(Failure::transient("publish user copy ack", "no ack within 5 s of the send")));
+            continue;
+        };
+        let out = match acked {
             Ok(a) => {
                 let backwards = !a.duplicate && a.sequence <= last;
                 if !a.duplicate {
@@ -139,7 +161,7 @@ impl Outbox for JetStreamOutbox {
                 .send_publish(subject::user_subject(copy.user), publish)
                 .await
                 .map_err(|e| Failure::transient("publish user copy", e))?;
-            acks.send((ack, reply)).await.map_err(|_| Failure::transient("publish user copy", "the ack task ended"))?;
+            acks.send((ack, tokio::time::Instant::now() + ACK_TIMEOUT, reply)).await.map_err(|_| Failure::transient("publish user copy", "the ack task ended"))?;
         }
         Ok(async move { answer.await.map_err(|_| Failure::transient("publish user copy ack", "the ack task ended"))? }
             .boxed())
@@ -254,5 +276,15 @@ mod tests {
         let raw = b"NATS/1.0\r\nHerald-Accepted-At: 5\r\nNats-Msg-Id: dXNlcg.aWQ\r\n\r\n";
         assert_eq!(msg_id(raw), Some("dXNlcg.aWQ"));
         assert_eq!(msg_id(b"NATS/1.0\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn every_failure_of_this_outbox_is_named_in_steps() {
+        let source = include_str!("nats.rs");
+        let needle = concat!("Failure::transient", "(\"");
+        for part in source.split(needle).skip(1) {
+            let what = &part[..part.find('"').expect("a closing quote")];
+            assert!(STEPS.contains(&what), "{what:?} is missing from STEPS");
+        }
     }
 }

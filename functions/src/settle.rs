@@ -68,7 +68,7 @@ pub async fn settle<I: Inbox, O: Outbox>(
     };
     let last = max_deliver > 0 && delivered >= max_deliver as u64;
     if error.is_transient() && !last {
-        return Settle::Retry { delay: backoff(delivered), error };
+        return Settle::Retry { delay: retry_delay(&error, delivered), error };
     }
     let (code, reason) = if error.is_transient() {
         (CODE_MAX_DELIVERIES, format!("no success after {delivered} deliveries; last error: {}", error.chain()))
@@ -87,7 +87,24 @@ pub async fn settle<I: Inbox, O: Outbox>(
     match outbox.dead_letter(letter).await {
         Ok(()) => Settle::DeadLettered { code: code.to_owned() },
         // Retried; past max_deliver the advisory takes over.
-        Err(e) => Settle::Retry { delay: backoff(delivered), error: e },
+        Err(e) => Settle::Retry { delay: retry_delay(&e, delivered), error: e },
+    }
+}
+
+/// The first deliveries of a request that failed on NATS come at most this far apart: a stream
+/// leader's election or a node's restart heals in seconds, and a growing backoff would keep the
+/// request waiting long after (the chaos suite saw 30 s).
+const NATS_RETRY_CAP: Duration = Duration::from_secs(1);
+/// Deliveries with the capped delay (about 6 s of NATS trouble); later ones back off as usual,
+/// so a long outage still takes minutes of retries before the request is dead-lettered.
+const NATS_QUICK_DELIVERIES: u64 = 8;
+
+/// The delay before the next delivery after `error` on delivery `delivered`.
+pub fn retry_delay(error: &Failure, delivered: u64) -> Duration {
+    if crate::nats::STEPS.contains(&error.what) && delivered <= NATS_QUICK_DELIVERIES {
+        backoff(delivered).min(NATS_RETRY_CAP)
+    } else {
+        backoff(delivered)
     }
 }
 
@@ -107,5 +124,16 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(250));
         assert_eq!(backoff(2), Duration::from_millis(500));
         assert_eq!(backoff(100), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn nats_failures_are_retried_quickly_for_a_while_then_back_off() {
+        let nats = || Failure::transient("publish user copy ack", "no responders");
+        let store = || Failure::transient("dynamodb insert", "throttled");
+        assert_eq!(retry_delay(&nats(), 1), Duration::from_millis(250));
+        assert_eq!(retry_delay(&nats(), 5), Duration::from_secs(1));
+        assert_eq!(retry_delay(&nats(), 8), Duration::from_secs(1));
+        assert_eq!(retry_delay(&nats(), 9), Duration::from_secs(30));
+        assert_eq!(retry_delay(&store(), 5), Duration::from_secs(4));
     }
 }
