@@ -161,7 +161,9 @@ impl Outbox for JetStreamOutbox {
                 .send_publish(subject::user_subject(copy.user), publish)
                 .await
                 .map_err(|e| Failure::transient("publish user copy", e))?;
-            acks.send((ack, tokio::time::Instant::now() + ACK_TIMEOUT, reply)).await.map_err(|_| Failure::transient("publish user copy", "the ack task ended"))?;
+            acks.send((ack, tokio::time::Instant::now() + ACK_TIMEOUT, reply))
+                .await
+                .map_err(|_| Failure::transient("publish user copy", "the ack task ended"))?;
         }
         Ok(async move { answer.await.map_err(|_| Failure::transient("publish user copy ack", "the ack task ended"))? }
             .boxed())

@@ -144,6 +144,8 @@ pub struct Report {
     /// request naked during the fault waits up to 30 s for its next try): their copies are
     /// late, not given up. Losses among them are shown as `(n u)`.
     pub unsettled: u64,
+    /// Acknowledged notifications whose recipient has no item in the inbox at the end.
+    pub not_in_inbox: usize,
     /// Every lost `(user, id)`.
     pub lost_ids: Vec<(String, String)>,
     /// A few lost ids with their users and where they were lost, for the investigation.
@@ -152,7 +154,7 @@ pub struct Report {
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.reordered == 0
+        self.lost == 0 && self.duplicated == 0 && self.reordered == 0 && self.not_in_inbox == 0
     }
 
     /// Nothing the live path owns went wrong: every loss was a copy never stored, every
@@ -190,6 +192,24 @@ impl Report {
             self.max_latency.as_secs_f64()
         )
     }
+}
+
+/// Counts the acknowledged notifications whose recipient has no item in the inbox (one item per
+/// user and id is the store's key, so "once" is "there").
+async fn check_inbox(stack: &ClusterStack, journal: &Shared, report: &mut Report) -> anyhow::Result<()> {
+    let owed: Vec<(String, String)> = journal.lock().unwrap().acked.keys().cloned().collect();
+    let inbox = stack.inbox().await;
+    let mut missing = 0;
+    for chunk in owed.chunks(100) {
+        let copies: Vec<(&str, &str)> = chunk.iter().map(|(u, i)| (u.as_str(), i.as_str())).collect();
+        let found = inbox.existing(&copies).await?;
+        missing += chunk.iter().filter(|k| !found.contains(*k)).count();
+    }
+    report.not_in_inbox = missing;
+    if missing > 0 {
+        report.examples.push(format!("{missing} acknowledged notifications have no item in the inbox"));
+    }
+    Ok(())
 }
 
 /// What one device received: (id, cursor, when).
@@ -307,6 +327,7 @@ pub async fn run(fault: Fault, load: &Load) -> anyhow::Result<Report> {
         subscribe_race(&publisher, load, &journal, &urls).await?;
         let mut report = check(fault, load, &journal, heal_at);
         explain(&stack, &mut report).await;
+        check_inbox(&stack, &journal, &mut report).await?;
         return Ok(report);
     }
     let mut devices = tokio::task::JoinSet::new();
@@ -346,6 +367,7 @@ pub async fn run(fault: Fault, load: &Load) -> anyhow::Result<Report> {
     let mut report = check(fault, load, &journal, heal_at);
     report.unsettled = if unsettled == u64::MAX { held_requests(&stack).await.unwrap_or(0) } else { unsettled };
     explain(&stack, &mut report).await;
+    check_inbox(&stack, &journal, &mut report).await?;
     Ok(report)
 }
 

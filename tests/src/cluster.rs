@@ -282,6 +282,12 @@ impl ClusterStack {
         Vars::from_pairs(all.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
+    /// The store the runners write, as they see it.
+    pub async fn inbox(&self) -> herald_functions::dynamo::DynamoInbox {
+        let config = herald_core::config::DynamoConfig::from_vars(&self.vars(0, NatsRole::Functions));
+        herald_functions::dynamo::DynamoInbox::connect(&config).await
+    }
+
     /// Starts runner `i` (again, after a kill), talking first to node `i`.
     pub async fn start_runner(&mut self, i: usize) -> anyhow::Result<()> {
         let config = herald_functions::Config::from_vars(&self.vars(i % NODES, NatsRole::Functions))?;
