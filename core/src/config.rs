@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::nats_auth::NatsAuth;
 use crate::nats_tls::NatsTls;
 use std::str::FromStr;
 use std::time::Duration;
@@ -84,6 +85,9 @@ pub struct NatsConfig {
     /// required on every NATS connection, and only this CA is trusted. Unset: plain TCP unless
     /// a `tls://` URL asks for TLS.
     pub tls: Option<NatsTls>,
+    /// `HERALD_NATS_CREDS_FILE` (a user JWT and its seed) or `HERALD_NATS_NKEY_SEED_FILE` (a
+    /// bare nkey seed): the login, instead of a password or token in the URL.
+    pub auth: Option<NatsAuth>,
 }
 
 impl std::fmt::Debug for NatsConfig {
@@ -91,6 +95,7 @@ impl std::fmt::Debug for NatsConfig {
         f.debug_struct("NatsConfig")
             .field("url", &crate::nats::redacted(&self.url))
             .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -111,13 +116,34 @@ impl NatsConfig {
                 NatsTls::from_pem(&pem).map_err(|e| ConfigError { name: name.into(), message: e.to_string() })
             })
             .transpose()?;
-        Ok(NatsConfig { url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222"), tls })
+        let read = |name: &str, path: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError { name: name.into(), message: format!("{path}: {e}") })
+        };
+        let auth =
+            match (v.get("HERALD_NATS_CREDS_FILE"), v.get("HERALD_NATS_NKEY_SEED_FILE")) {
+                (Some(path), _) => Some(NatsAuth::from_creds(&read("HERALD_NATS_CREDS_FILE", path)?).map_err(|e| {
+                    ConfigError { name: "HERALD_NATS_CREDS_FILE".into(), message: format!("{path}: {e}") }
+                })?),
+                (None, Some(path)) => {
+                    Some(NatsAuth::from_seed(&read("HERALD_NATS_NKEY_SEED_FILE", path)?).map_err(|e| ConfigError {
+                        name: "HERALD_NATS_NKEY_SEED_FILE".into(),
+                        message: format!("{path}: {e}"),
+                    })?)
+                }
+                (None, None) => None,
+            };
+        Ok(NatsConfig { url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222"), tls, auth })
     }
 
     /// Connection options for `url` (this deployment's, or another user's URL of the same
     /// servers) with its credentials and this TLS setting.
     pub fn options(&self, url: &str) -> async_nats::ConnectOptions {
-        crate::nats::options_with(url, self.tls.as_ref())
+        let options = crate::nats::options_with(url, self.tls.as_ref());
+        match &self.auth {
+            Some(auth) => auth.options(options),
+            None => options,
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod cursor;
 pub mod metrics;
 pub mod nats;
+pub mod nats_auth;
 pub mod nats_tls;
 pub mod notification;
 pub mod request;

@@ -90,6 +90,7 @@ pub async fn run_with_admin(
     let live_config = live::LiveConfig {
         urls: config.nats.url.clone(),
         tls: config.nats.tls.clone(),
+        auth: config.nats.auth.clone(),
         ping_interval: config.live_ping_interval,
         ping_deadline: config.live_ping_deadline,
     };
@@ -104,9 +105,8 @@ pub async fn run_with_admin(
             (store.clone(), store)
         }
         Some(url) => {
-            let admin = config
-                .nats
-                .options(url.expose())
+            // The admin user logs in with its own URL's password, never the gateway's nkey.
+            let admin = herald_core::nats::options_with(url.expose(), config.nats.tls.as_ref())
                 .name("herald-gateway-admin")
                 .custom_inbox_prefix(herald_core::subject::ADMIN_INBOX_PREFIX)
                 .retry_on_initial_connect()

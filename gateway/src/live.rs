@@ -18,7 +18,8 @@
 //!   `/readyz` reports. After a reconnect every SUB is sent again and
 //!   [`Events::nats_reconnected`] lets each session catch up from its last cursor.
 //!
-//! `nats://` or `tls://` with optional `user:pass@` or `token@`; every URL of a comma-separated
+//! `nats://` or `tls://` with optional `user:pass@` or `token@`, or an nkey / credentials-file
+//! login ([`herald_core::nats_auth`]) signing the INFO's nonce; every URL of a comma-separated
 //! list is tried in turn, plus the servers the cluster announces (`connect_urls`), and a server
 //! entering lame-duck mode is left for another. TLS, as NATS does it: the server's INFO comes in
 //! the clear, then the handshake (when this gateway has a CA, the URL says `tls://`, or the
@@ -89,6 +90,8 @@ pub struct LiveConfig {
     pub urls: String,
     /// The CA to check servers against; TLS on every connection when set.
     pub tls: Option<herald_core::nats_tls::NatsTls>,
+    /// An nkey or credentials-file login, answering the server's nonce.
+    pub auth: Option<herald_core::nats_auth::NatsAuth>,
     pub ping_interval: Duration,
     /// A PING unanswered for this long ends the connection.
     pub ping_deadline: Duration,
@@ -248,9 +251,17 @@ impl Target {
         host.trim_start_matches('[').trim_end_matches(']')
     }
 
-    fn connect_line(&self) -> String {
+    /// CONNECT, logged in with the URL's user and password or token, or with `auth` signing
+    /// the server's `nonce`.
+    fn connect_line(&self, auth: Option<&herald_core::nats_auth::NatsAuth>, nonce: Option<&str>) -> String {
         let mut o = serde_json::json!({"verbose": false, "pedantic": false, "headers": true, "protocol": 1,
             "name": "herald-gateway-live", "lang": "rust", "version": env!("CARGO_PKG_VERSION")});
+        if let Some(auth) = auth {
+            // A server without nkey users sends no nonce; then the URL's login, if any, counts.
+            if let Some(nonce) = nonce {
+                auth.add_to_connect(&mut o, nonce);
+            }
+        }
         match (&self.user, &self.pass) {
             (Some(u), Some(p)) => {
                 o["user"] = u.clone().into();
@@ -328,10 +339,10 @@ async fn serve_connection(
     events: &Events,
     first: &mut bool,
 ) -> std::io::Result<()> {
-    let (stream, mut buf) = open(config, target).await?;
+    let (stream, mut buf, nonce) = open(config, target).await?;
     let (mut rd, wr) = tokio::io::split(stream);
     let mut wr = BufWriter::new(wr);
-    wr.write_all(target.connect_line().as_bytes()).await?;
+    wr.write_all(target.connect_line(config.auth.as_ref(), nonce.as_deref()).as_bytes()).await?;
     // Commands queued before this connection are covered by the full resubscription below.
     while commands.try_recv().is_ok() {}
     let subs: Vec<(u64, String)> =
@@ -415,9 +426,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Writer = BufWriter<tokio::io::WriteHalf<Box<dyn Io>>>;
 
 /// Connects to `target`, reads its INFO and upgrades to TLS when asked to (module docs).
-/// Returns the stream and what was read of it so far (the INFO line, which the parser then
-/// reads like any other).
-async fn open(config: &LiveConfig, target: &Target) -> std::io::Result<(Box<dyn Io>, BytesMut)> {
+/// Returns the stream, what was read of it so far (the INFO line, which the parser then reads
+/// like any other) and the nonce the INFO carried, for an nkey login.
+async fn open(config: &LiveConfig, target: &Target) -> std::io::Result<(Box<dyn Io>, BytesMut, Option<String>)> {
     use std::io::ErrorKind;
     let mut tcp = tokio::time::timeout(config.ping_deadline, TcpStream::connect(&target.addr))
         .await
@@ -444,9 +455,10 @@ async fn open(config: &LiveConfig, target: &Target) -> std::io::Result<(Box<dyn 
             .strip_prefix(b"INFO ")
             .and_then(|j| serde_json::from_slice(j).ok())
             .ok_or_else(|| io_err(ErrorKind::InvalidData, "the server did not start with INFO"))?;
+    let nonce = info["nonce"].as_str().map(str::to_owned);
     let required = info["tls_required"].as_bool().unwrap_or(false);
     if !(required || target.tls || config.tls.is_some()) {
-        return Ok((Box::new(tcp), buf));
+        return Ok((Box::new(tcp), buf, nonce));
     }
     let Some(tls) = &config.tls else {
         return Err(io_err(
@@ -462,7 +474,7 @@ async fn open(config: &LiveConfig, target: &Target) -> std::io::Result<(Box<dyn 
     )
     .await
     .map_err(|_| io_err(ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok((Box::new(stream), buf))
+    Ok((Box::new(stream), buf, nonce))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

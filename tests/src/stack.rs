@@ -43,6 +43,9 @@ pub struct StackOptions {
     pub extra_nats_users: String,
     /// More configuration variables for every process, e.g. `("HERALD_PING_SECONDS", "1")`.
     pub env: Vec<(String, String)>,
+    /// On a secured NATS: gateways log in with this nkey seed file (`HERALD_NATS_NKEY_SEED_FILE`)
+    /// and a URL without a password, instead of as the `gateway` user.
+    pub gateway_nkey_seed_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -57,6 +60,7 @@ impl Default for StackOptions {
             nats_permissions: false,
             extra_nats_users: String::new(),
             env: Vec::new(),
+            gateway_nkey_seed_file: None,
         }
     }
 }
@@ -224,9 +228,16 @@ impl Stack {
         if !self.nats.secured() {
             return vars;
         }
-        vars.with("HERALD_NATS_URL", self.nats.url_as(NatsRole::Gateway))
+        let vars = vars
+            .with("HERALD_NATS_URL", self.nats.url_as(NatsRole::Gateway))
             .with("HERALD_NATS_ADMIN_URL", self.nats.url_as(NatsRole::Admin))
-            .with("HERALD_NATS_CREATOR_URL", self.nats.url_as(NatsRole::Creator))
+            .with("HERALD_NATS_CREATOR_URL", self.nats.url_as(NatsRole::Creator));
+        match &self.options.gateway_nkey_seed_file {
+            Some(seed) => vars
+                .with("HERALD_NATS_URL", format!("nats://127.0.0.1:{}", self.nats.port))
+                .with("HERALD_NATS_NKEY_SEED_FILE", seed.display().to_string()),
+            None => vars,
+        }
     }
 
     pub fn streams_config(&self) -> StreamsConfig {

@@ -80,6 +80,31 @@ async fn herald_delivers_with_every_process_under_its_own_user() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn a_gateway_logs_in_with_an_nkey_on_every_connection_including_the_live_one() -> anyhow::Result<()> {
+    let pair = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir()?;
+    let seed_file = dir.path().join("gateway.nk");
+    std::fs::write(&seed_file, format!("{}\n", pair.seed()?))?;
+    let stack = Stack::start(StackOptions {
+        // The gateway's permissions, for a user known only by its public key.
+        extra_nats_users: format!("    {{ nkey: {}, permissions: $HERALD_GATEWAY }}\n", pair.public_key()),
+        gateway_nkey_seed_file: Some(seed_file),
+        ..secured()
+    })
+    .await?;
+    // The gateway has no password to fall back on, and it is ready (the stack waited for its
+    // /readyz) only once both its async-nats connection and its live connection are logged in.
+    // Live delivery, then a replay (Direct Get on async-nats):
+    let mut c = stack.connect("nkey-user", None).await?;
+    stack.publish("nkey-0", &["nkey-user"]).await?;
+    assert_eq!(notification_ids(&[next_event(&mut c).await?]), ["nkey-0"]);
+    drop(c);
+    let mut again = stack.connect("nkey-user", Some("0")).await?;
+    assert_eq!(notification_ids(&[next_event(&mut again).await?]), ["nkey-0"]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_creator_can_only_publish_requests() -> anyhow::Result<()> {
     let stack = Stack::start(secured()).await?;
     let (creator, mut errors) = login(&stack, NatsRole::Creator).await?;
