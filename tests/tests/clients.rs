@@ -155,6 +155,48 @@ async fn the_subscriber_resumes_across_a_gateway_restart_and_refreshes_in_band()
     Ok(())
 }
 
+/// A NATS that knows the creator only by its nkey: the CLI publishes with `--nats-nkey`, and
+/// fails at once without it.
+#[tokio::test]
+async fn the_cli_logs_in_to_nats_with_an_nkey() -> anyhow::Result<()> {
+    use async_nats::jetstream;
+    use herald_core::subject::{IN_PREFIX, IN_STREAM};
+    let pair = nkeys::KeyPair::new_user();
+    let nats = herald_tests::NatsServer::start_secured_with(&format!(
+        "    {{ nkey: {}, permissions: $HERALD_CREATOR }}\n",
+        pair.public_key()
+    ))?;
+    let inspector = nats.url();
+    let js = jetstream::new(herald_core::nats::options(&inspector).connect(&inspector).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: IN_STREAM.into(),
+        subjects: vec![format!("{IN_PREFIX}>")],
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let seed = dir.path().join("creator.nk");
+    std::fs::write(&seed, pair.seed()?)?;
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let publish = |id: &str, nkey: Option<&std::path::Path>| {
+        let mut cmd = herald().unwrap();
+        cmd.args(["publish", "--source", "nk", "--user", "u", "--title", "t", "--id", id, "--nats", &url]);
+        if let Some(nkey) = nkey {
+            cmd.arg("--nats-nkey").arg(nkey);
+        }
+        cmd.output()
+    };
+    let out = publish("by-nkey", Some(&seed))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((printed["id"].as_str(), printed["sequence"].as_u64()), (Some("by-nkey"), Some(1)));
+    let started = std::time::Instant::now();
+    let out = publish("no-login", None)?;
+    assert!(!out.status.success(), "a server with authorization refuses a client without a login");
+    assert!(started.elapsed() < Duration::from_secs(15), "failed at once, not after retries");
+    Ok(())
+}
+
 /// NATS in the cloud requires TLS from a deployment CA: the CLI (`--nats-ca`) and the SDK
 /// (`Publisher::connect_tls`) publish through it; without the CA the CLI fails at once, saying so.
 #[tokio::test]

@@ -29,7 +29,7 @@ pub enum Command {
     /// Mint a development token (user, or service with --scope)
     Token(TokenArgs),
     /// Publish a notification (NATS by default, or HTTP with --http)
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
     /// Print every frame of a user's live connection, one JSON object per line
     #[command(visible_alias = "tail")]
     Listen(ListenArgs),
@@ -233,10 +233,18 @@ pub struct NatsArgs {
     /// that CA is the only one trusted (the deployment's)
     #[arg(id = "nats_ca", long = "nats-ca", env = "HERALD_NATS_CA_FILE")]
     pub ca: Option<std::path::PathBuf>,
+    /// NATS credentials file (a user JWT and its nkey seed) to log in with, instead of a
+    /// password in the URL
+    #[arg(id = "nats_creds", long = "nats-creds", env = "HERALD_NATS_CREDS_FILE", conflicts_with = "nats_nkey")]
+    pub creds: Option<std::path::PathBuf>,
+    /// File holding an nkey seed (`SU…`) to log in with, instead of a password in the URL
+    #[arg(id = "nats_nkey", long = "nats-nkey", env = "HERALD_NATS_NKEY_SEED_FILE")]
+    pub nkey: Option<std::path::PathBuf>,
 }
 
 impl NatsArgs {
-    /// Connection options for the URL (its user and password, and TLS with `--nats-ca`).
+    /// Connection options for the URL (its user and password, or `--nats-creds` / `--nats-nkey`,
+    /// and TLS with `--nats-ca`).
     pub fn options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
         use anyhow::Context;
         let tls = match &self.ca {
@@ -249,7 +257,20 @@ impl NatsArgs {
                 )
             }
         };
-        Ok(herald_core::nats::options_with(&self.url, tls.as_ref()))
+        let options = herald_core::nats::options_with(&self.url, tls.as_ref());
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        use herald_core::nats_auth::NatsAuth;
+        let auth = match (&self.creds, &self.nkey) {
+            (Some(path), _) => Some(NatsAuth::from_creds(&read(path)?).with_context(|| path.display().to_string())?),
+            (None, Some(path)) => Some(NatsAuth::from_seed(&read(path)?).with_context(|| path.display().to_string())?),
+            (None, None) => None,
+        };
+        Ok(match auth {
+            Some(auth) => auth.options(options),
+            None => options,
+        })
     }
 }
 

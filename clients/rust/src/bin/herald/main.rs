@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Token(a) => token::run(a),
-        Command::Publish(a) => publish::run(a).await,
+        Command::Publish(a) => publish::run(*a).await,
         Command::Listen(a) => listen::run(a).await,
         Command::Inbox(a) => inbox::run(a).await,
         Command::Dlq(a) => dlq::run(a).await,
