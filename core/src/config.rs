@@ -116,23 +116,12 @@ impl NatsConfig {
                 NatsTls::from_pem(&pem).map_err(|e| ConfigError { name: name.into(), message: e.to_string() })
             })
             .transpose()?;
-        let read = |name: &str, path: &str| {
-            std::fs::read_to_string(path)
-                .map_err(|e| ConfigError { name: name.into(), message: format!("{path}: {e}") })
-        };
+        let (creds, nkey) = (v.get("HERALD_NATS_CREDS_FILE"), v.get("HERALD_NATS_NKEY_SEED_FILE"));
         let auth =
-            match (v.get("HERALD_NATS_CREDS_FILE"), v.get("HERALD_NATS_NKEY_SEED_FILE")) {
-                (Some(path), _) => Some(NatsAuth::from_creds(&read("HERALD_NATS_CREDS_FILE", path)?).map_err(|e| {
-                    ConfigError { name: "HERALD_NATS_CREDS_FILE".into(), message: format!("{path}: {e}") }
-                })?),
-                (None, Some(path)) => {
-                    Some(NatsAuth::from_seed(&read("HERALD_NATS_NKEY_SEED_FILE", path)?).map_err(|e| ConfigError {
-                        name: "HERALD_NATS_NKEY_SEED_FILE".into(),
-                        message: format!("{path}: {e}"),
-                    })?)
-                }
-                (None, None) => None,
-            };
+            NatsAuth::from_files(creds.map(std::path::Path::new), nkey.map(std::path::Path::new)).map_err(|e| {
+                let name = if creds.is_some() { "HERALD_NATS_CREDS_FILE" } else { "HERALD_NATS_NKEY_SEED_FILE" };
+                ConfigError { name: name.into(), message: e.to_string() }
+            })?;
         Ok(NatsConfig { url: v.string("HERALD_NATS_URL", "nats://127.0.0.1:4222"), tls, auth })
     }
 

@@ -28,6 +28,8 @@ impl std::fmt::Debug for NatsAuth {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsAuthError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
     #[error("not an nkey seed (expected one line starting with \"S\"): {0}")]
     BadSeed(String),
     #[error("not a NATS credentials file: no {0} block")]
@@ -48,6 +50,23 @@ impl NatsAuth {
         let jwt = block(text, "NATS USER JWT").ok_or(NatsAuthError::NoBlock("NATS USER JWT"))?;
         let seed = block(text, "USER NKEY SEED").ok_or(NatsAuthError::NoBlock("USER NKEY SEED"))?;
         Ok(NatsAuth { jwt: Some(jwt.to_owned()), ..NatsAuth::from_seed(seed)? })
+    }
+
+    /// The login the configuration names: a credentials file (which wins) or an nkey seed file;
+    /// `None` when it names neither. Errors say which file is wrong.
+    pub fn from_files(
+        creds: Option<&std::path::Path>,
+        nkey_seed: Option<&std::path::Path>,
+    ) -> Result<Option<Self>, NatsAuthError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|source| NatsAuthError::Read { path: path.display().to_string(), source })
+        };
+        match (creds, nkey_seed) {
+            (Some(path), _) => Self::from_creds(&read(path)?).map(Some),
+            (None, Some(path)) => Self::from_seed(&read(path)?).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     pub fn seed(&self) -> &Secret {

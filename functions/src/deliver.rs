@@ -187,10 +187,12 @@ async fn read_chunk<I: Inbox, O: Outbox>(
     let copies: Vec<(&str, &str)> = chunk.iter().map(|u| (u.as_str(), id)).collect();
     let users: Vec<&str> = chunk.iter().map(String::as_str).collect();
     let (existing, kinds) = futures::try_join!(inbox.existing(&copies), inbox.muted_kinds(&users))?;
+    // Every copy asked about is of `id`: the users are enough.
+    let existing: HashSet<String> = existing.into_iter().map(|(user, _)| user).collect();
     let muted = |user: &String| kinds.get(user).is_some_and(|ks| ks.iter().any(|k| k == kind));
     let mut todo = Vec::with_capacity(chunk.len());
     for user in chunk {
-        if existing.contains(&(user.clone(), id.to_owned())) {
+        if existing.contains(user) {
             pass.sent(user);
         } else {
             todo.push((user.clone(), muted(user)));

@@ -155,37 +155,44 @@ async fn the_subscriber_resumes_across_a_gateway_restart_and_refreshes_in_band()
     Ok(())
 }
 
+/// `HERALD_IN` on a bare server, for the CLI to publish into.
+async fn create_in_stream(client: async_nats::Client) -> anyhow::Result<()> {
+    use herald_core::subject::{IN_PREFIX, IN_STREAM};
+    let config = async_nats::jetstream::stream::Config {
+        name: IN_STREAM.into(),
+        subjects: vec![format!("{IN_PREFIX}>")],
+        ..Default::default()
+    };
+    async_nats::jetstream::new(client).create_stream(config).await?;
+    Ok(())
+}
+
+/// `herald publish` of a one-user notification `id` to `url`, with one more flag and its file.
+fn cli_publish(url: &str, id: &str, flag: Option<(&str, &std::path::Path)>) -> anyhow::Result<std::process::Output> {
+    let mut cmd = herald()?;
+    cmd.args(["publish", "--source", "cli", "--user", "u", "--title", "t", "--id", id, "--nats", url]);
+    if let Some((name, file)) = flag {
+        cmd.arg(name).arg(file);
+    }
+    Ok(cmd.output()?)
+}
+
 /// A NATS that knows the creator only by its nkey: the CLI publishes with `--nats-nkey`, and
 /// fails at once without it.
 #[tokio::test]
 async fn the_cli_logs_in_to_nats_with_an_nkey() -> anyhow::Result<()> {
-    use async_nats::jetstream;
-    use herald_core::subject::{IN_PREFIX, IN_STREAM};
     let pair = nkeys::KeyPair::new_user();
     let nats = herald_tests::NatsServer::start_secured_with(&format!(
         "    {{ nkey: {}, permissions: $HERALD_CREATOR }}\n",
         pair.public_key()
     ))?;
     let inspector = nats.url();
-    let js = jetstream::new(herald_core::nats::options(&inspector).connect(&inspector).await?);
-    js.create_stream(jetstream::stream::Config {
-        name: IN_STREAM.into(),
-        subjects: vec![format!("{IN_PREFIX}>")],
-        ..Default::default()
-    })
-    .await?;
+    create_in_stream(herald_core::nats::options(&inspector).connect(&inspector).await?).await?;
     let dir = tempfile::tempdir()?;
     let seed = dir.path().join("creator.nk");
     std::fs::write(&seed, pair.seed()?)?;
     let url = format!("nats://127.0.0.1:{}", nats.port);
-    let publish = |id: &str, nkey: Option<&std::path::Path>| {
-        let mut cmd = herald().unwrap();
-        cmd.args(["publish", "--source", "nk", "--user", "u", "--title", "t", "--id", id, "--nats", &url]);
-        if let Some(nkey) = nkey {
-            cmd.arg("--nats-nkey").arg(nkey);
-        }
-        cmd.output()
-    };
+    let publish = |id: &str, nkey: Option<&std::path::Path>| cli_publish(&url, id, nkey.map(|k| ("--nats-nkey", k)));
     let out = publish("by-nkey", Some(&seed))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed: Value = serde_json::from_slice(&out.stdout)?;
@@ -201,28 +208,12 @@ async fn the_cli_logs_in_to_nats_with_an_nkey() -> anyhow::Result<()> {
 /// (`Publisher::connect_tls`) publish through it; without the CA the CLI fails at once, saying so.
 #[tokio::test]
 async fn the_cli_and_the_sdk_publish_to_a_nats_that_requires_tls() -> anyhow::Result<()> {
-    use async_nats::jetstream;
-    use herald_core::subject::{IN_PREFIX, IN_STREAM};
     let certs = herald_tests::cluster::Certs::make()?;
     let nats = herald_tests::NatsServer::start_tls(&certs.node("server.pem"), &certs.node("server-key.pem"))?;
     let url = format!("tls://127.0.0.1:{}", nats.port);
-    let client = herald_core::nats::options_with(&url, Some(&certs.tls)).connect(&url).await?;
-    let js = jetstream::new(client);
-    js.create_stream(jetstream::stream::Config {
-        name: IN_STREAM.into(),
-        subjects: vec![format!("{IN_PREFIX}>")],
-        ..Default::default()
-    })
-    .await?;
+    create_in_stream(herald_core::nats::options_with(&url, Some(&certs.tls)).connect(&url).await?).await?;
     let ca = certs.ca_file();
-    let publish = |id: &str, ca: Option<&std::path::Path>| {
-        let mut cmd = herald().unwrap();
-        cmd.args(["publish", "--source", "tls", "--user", "u", "--title", "t", "--id", id, "--nats", &url]);
-        if let Some(ca) = ca {
-            cmd.arg("--nats-ca").arg(ca);
-        }
-        cmd.output()
-    };
+    let publish = |id: &str, ca: Option<&std::path::Path>| cli_publish(&url, id, ca.map(|c| ("--nats-ca", c)));
 
     let out = publish("over-tls", Some(&ca))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -258,15 +258,8 @@ impl NatsArgs {
             }
         };
         let options = herald_core::nats::options_with(&self.url, tls.as_ref());
-        let read = |path: &std::path::Path| {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-        };
-        use herald_core::nats_auth::NatsAuth;
-        let auth = match (&self.creds, &self.nkey) {
-            (Some(path), _) => Some(NatsAuth::from_creds(&read(path)?).with_context(|| path.display().to_string())?),
-            (None, Some(path)) => Some(NatsAuth::from_seed(&read(path)?).with_context(|| path.display().to_string())?),
-            (None, None) => None,
-        };
+        let auth = herald_core::nats_auth::NatsAuth::from_files(self.creds.as_deref(), self.nkey.as_deref())
+            .context("the NATS login")?;
         Ok(match auth {
             Some(auth) => auth.options(options),
             None => options,
