@@ -36,6 +36,7 @@ pub struct Shared {
     pub tally: Tally,
     gate: Semaphore,
     pub connected: AtomicU64,
+    pub started: AtomicU64,
     pub drops: AtomicU64,
     pub back: AtomicU64,
     pub replayed: AtomicU64,
@@ -52,6 +53,7 @@ impl Shared {
             gate: Semaphore::new(spec.connect_concurrency.max(1)),
             spec,
             connected: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             back: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
@@ -65,6 +67,7 @@ impl Shared {
     pub fn status(&self) -> StatusReport {
         StatusReport {
             connected: self.connected.load(Ordering::Relaxed),
+            started: self.started.load(Ordering::Relaxed),
             drops: self.drops.load(Ordering::Relaxed),
             back: self.back.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
@@ -199,6 +202,11 @@ async fn open(
 async fn read(shared: &Shared, local: u64, mut ws: Ws, cursor: &mut Option<String>, replaying: bool) {
     let system = shared.spec.system;
     let mut awaiting_replay = replaying;
+    // Socket.IO's start ends at its connect ack; Herald's at the first `unread`.
+    let mut started = system == System::SocketIo;
+    if started {
+        shared.started.fetch_add(1, Ordering::Relaxed);
+    }
     while let Some(Ok(msg)) = ws.next().await {
         let text = match msg {
             Message::Text(text) => text,
@@ -211,6 +219,10 @@ async fn read(shared: &Shared, local: u64, mut ws: Ws, cursor: &mut Option<Strin
                 if c.is_some() {
                     *cursor = c;
                 }
+            }
+            Incoming::Unread if !started => {
+                started = true;
+                shared.started.fetch_add(1, Ordering::Relaxed);
             }
             Incoming::Replayed if awaiting_replay => {
                 awaiting_replay = false;
@@ -225,5 +237,8 @@ async fn read(shared: &Shared, local: u64, mut ws: Ws, cursor: &mut Option<Strin
             Incoming::Refused(_) => break,
             _ => {}
         }
+    }
+    if started {
+        shared.started.fetch_sub(1, Ordering::Relaxed);
     }
 }

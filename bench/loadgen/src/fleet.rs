@@ -227,6 +227,7 @@ impl Fleet {
                 bail!("expected a status");
             };
             s.connected += r.connected;
+            s.started += r.started;
             s.drops += r.drops;
             s.back += r.back;
             s.replayed += r.replayed;
@@ -236,6 +237,23 @@ impl Fleet {
             s.last_replayed_us = s.last_replayed_us.max(r.last_replayed_us);
         }
         Ok(s)
+    }
+
+    /// Waits until every open socket's session start is over (see [`StatusReport::started`]):
+    /// a phase measured while thousands of sessions still read their counts from the store
+    /// measures the starts, not the phase. False after `within`.
+    pub async fn at_rest(&mut self, within: Duration) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.status().await?;
+            if s.started >= s.connected {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The worker processes' ids.

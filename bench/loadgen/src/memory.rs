@@ -9,8 +9,10 @@
 //!
 //! The gateway runs as its own process (the release binary next to this one) so its RSS is its
 //! own. Stages: baseline; N sockets upgraded but not yet authenticated (TCP, WebSocket, task);
-//! all authenticated with `hello` (session state, live subscription, welcome). Client sockets
-//! are bound to source addresses across 127.0.0.0/8 and keep reading, so pings are answered.
+//! all authenticated with `hello` (session state, live subscription, welcome) and every session
+//! started (its `unread` count read from the store and sent). The gateway has its store (a
+//! local dynoxide) as in production: a session's start reads it. Client sockets are bound to
+//! source addresses across 127.0.0.0/8 and keep reading, so pings are answered.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt, stream};
 use herald_client::token;
 use herald_core::config::{StreamsConfig, Vars};
-use herald_servers::{NatsServer, free_port, http_get};
+use herald_servers::{LocalDynamo, NatsServer, free_port, http_get};
 use tokio::net::TcpSocket;
 
 use crate::procstat::{cpu_secs, rss_bytes};
@@ -52,6 +54,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let nats = NatsServer::start()?;
+    let dynamo = LocalDynamo::start()?;
     let client = async_nats::connect(nats.url()).await?;
     let js = async_nats::jetstream::new(client);
     herald_functions::streams::ensure(&js, &StreamsConfig::from_vars(&Vars::default())?).await?;
@@ -64,6 +67,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("HERALD_NATS_URL", nats.url())
+            .env("HERALD_DYNAMODB_ENDPOINT", dynamo.endpoint())
             .env("HERALD_JWT_SECRET", SECRET)
             .env("HERALD_HELLO_TIMEOUT_SECONDS", "600")
             .env("HERALD_CONNECT_BURST", "1000000")
@@ -87,10 +91,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     // Stage 1: upgrade N sockets, spread over source addresses.
     let started = Instant::now();
     let welcomed = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::new(AtomicUsize::new(0));
     let sinks: Vec<_> = stream::iter(0..n)
         .map(|i| {
             let url = url.clone();
-            let welcomed = welcomed.clone();
+            let (welcomed, counted) = (welcomed.clone(), counted.clone());
             async move {
                 let src = std::net::Ipv4Addr::new(127, 1 + (i / 200 % 250) as u8, (i % 200) as u8 + 1, 1);
                 let sock = TcpSocket::new_v4()?;
@@ -100,10 +105,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                 let (sink, mut rx) = ws.split();
                 tokio::spawn(async move {
                     while let Some(Ok(m)) = rx.next().await {
-                        if let Message::Text(t) = m
-                            && t.as_str().contains("\"welcome\"")
-                        {
-                            welcomed.fetch_add(1, Ordering::Relaxed);
+                        if let Message::Text(t) = m {
+                            if t.as_str().contains("\"welcome\"") {
+                                welcomed.fetch_add(1, Ordering::Relaxed);
+                            } else if t.as_str().contains("\"unread\"") {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 });
@@ -135,6 +142,17 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let auth_secs = started.elapsed().as_secs_f64();
+    // A session has started when its unread count has arrived (read from the store after
+    // `welcome`): memory is measured at rest, not while the counts are still being read.
+    while counted.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {} of {n} unread counts arrived",
+            counted.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss2 = rss_kib(pid);
     let cpu0 = cpu_secs(pid);
@@ -149,11 +167,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     );
     println!("  RSS per connection: {:.0} bytes ({:.2} KiB)", per(rss0, rss3), per(rss0, rss3) / 1024.0);
     println!("    socket + WebSocket + session task (upgraded, before hello): {:.0} bytes", per(rss0, rss1));
-    println!("    auth + live subscription + session state + welcome:         {:.0} bytes", per(rss1, rss3));
+    println!("    auth + live subscription + session state + welcome + unread: {:.0} bytes", per(rss1, rss3));
     println!(
-        "  rates: {:.0} upgrades/s, {:.0} hello→welcome/s (client and gateway share the box's 2 cores)",
+        "  rates: {:.0} upgrades/s, {:.0} hello→welcome/s, {:.0} hello→unread/s (client, gateway and store share the box's 2 cores)",
         n as f64 / upgrade_secs,
-        n as f64 / auth_secs
+        n as f64 / auth_secs,
+        n as f64 / started_secs
     );
     println!("  gateway CPU at rest: {cpu_rest:.1}% of one core");
     drop(sinks);

@@ -22,6 +22,9 @@ pub enum Incoming {
     },
     /// Herald `replayed`: everything missed since the `hello` cursor has been sent.
     Replayed,
+    /// Herald `unread`: the first one ends the session's start (it follows `welcome` and any
+    /// replay, once the count is read from the store).
+    Unread,
     /// engine.io `open` (the first packet; the client answers with the socket.io `CONNECT`).
     Open,
     /// engine.io ping: the client must answer `3`.
@@ -93,6 +96,7 @@ fn parse_herald(text: &str) -> Incoming {
         },
         "welcome" => Incoming::Welcome { cursor: frame.cursor },
         "replayed" => Incoming::Replayed,
+        "unread" => Incoming::Unread,
         "error" => Incoming::Refused(frame.code.unwrap_or_default()),
         "reset" => Incoming::Reset,
         _ => Incoming::Other,

@@ -163,6 +163,9 @@ pub struct PhaseReport {
 pub struct StatusReport {
     /// Sockets open and authenticated now.
     pub connected: u64,
+    /// Of those, the ones whose session start is over (Herald: the first `unread` arrived;
+    /// Socket.IO: connected), so the servers are at rest with them.
+    pub started: u64,
     /// Sockets that were dropped (by the server or the network) since the start.
     pub drops: u64,
     /// Reconnections that reached `welcome` (Herald) or the socket.io `CONNECT` ack.

@@ -18,7 +18,8 @@ use crate::state::AppState;
 impl Session {
     /// Sends the user's unread count now.
     pub(super) async fn send_unread(&mut self) -> Result<(), End> {
-        match store_read(&self.state, self.state.api.store.unread_count(&self.claims.sub)).await {
+        let (store, user) = (&self.state.api.store, self.claims.sub.as_str());
+        match store_read(&self.state, || store.unread_count(user)).await {
             Ok(count) => {
                 self.unread_rev.fetch_max(count.rev, std::sync::atomic::Ordering::AcqRel);
                 self.send_now(protocol::unread(count.unread)).await
@@ -42,7 +43,7 @@ impl Session {
             return vec![None; entries.len()];
         }
         let reads: HashMap<String, bool> =
-            match store_read(&self.state, self.state.api.store.read_states(&self.claims.sub, &ids)).await {
+            match store_read(&self.state, || self.state.api.store.read_states(&self.claims.sub, &ids)).await {
                 Ok((reads, _)) => reads,
                 Err(e) => {
                     warn!(error = %e, "read state unavailable; replaying as stored");
@@ -64,15 +65,16 @@ impl Session {
 }
 
 /// One store read of a session: in turn with every session's (`store_reads`, so 15,000 starting
-/// at once do not hold 15,000 AWS SDK request futures, tens of KB each, whose peak the allocator
-/// keeps as resident memory), boxed (a session waiting its turn stays small), and bounded by
-/// `replay_timeout` (a store that hangs must not stop a session's start or its replay).
-async fn store_read<T>(
-    state: &AppState,
-    read: impl Future<Output = Result<T, herald_store::StoreError>>,
-) -> Result<T, String> {
+/// at once do not hold 15,000 AWS SDK request futures, several KB each, whose peak the allocator
+/// keeps as resident memory), made only once its turn has come and boxed (a session waiting its
+/// turn holds a closure, not the request's future), and bounded by `replay_timeout` (a store
+/// that hangs must not stop a session's start or its replay).
+async fn store_read<T, F>(state: &AppState, read: impl FnOnce() -> F) -> Result<T, String>
+where
+    F: Future<Output = Result<T, herald_store::StoreError>>,
+{
     let _permit = state.store_reads.acquire().await.map_err(|e| e.to_string())?;
-    match tokio::time::timeout(state.config.replay_timeout, Box::pin(read)).await {
+    match tokio::time::timeout(state.config.replay_timeout, Box::pin(read())).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("the store did not answer within {:?}", state.config.replay_timeout)),
     }

@@ -41,6 +41,7 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Fanout> {
         Fleet::launch(&format!("{} fanout", sut.system.label()), super::layout(cfg, sut, members + 1, 2)).await?;
     let connected = fleet.connected(Duration::from_secs(600)).await?;
     super::all_connected(&connected, "fanout")?;
+    super::at_rest(&mut fleet, "fanout").await?;
     let drain = Duration::from_secs_f64(cfg.drain_secs * 2.0);
     let mut all = new_histogram();
     let mut notifications = Vec::new();

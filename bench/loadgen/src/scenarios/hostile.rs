@@ -65,6 +65,7 @@ async fn attack(cfg: &BenchConfig, sut: &mut Sut, first: usize) -> anyhow::Resul
 
     let mut fleet = Fleet::launch("Herald hostile: good clients", good).await?;
     super::all_connected(&fleet.connected(Duration::from_secs(600)).await?, "hostile: good clients")?;
+    super::at_rest(&mut fleet, "hostile: good clients").await?;
     let count = (cfg.hostile_rate * cfg.hostile_secs).round().max(1.0) as u64;
     let step = |phase| Step { phase, users: cfg.good_clients, rate: cfg.hostile_rate, count, check_store: true };
     eprintln!("hostile: quiet phase");

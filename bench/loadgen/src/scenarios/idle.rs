@@ -26,7 +26,8 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Idle> {
     let connected = fleet.connected(Duration::from_secs(600)).await?;
     let connect_cpu = pids.iter().map(|&p| cpu_secs(p)).sum::<f64>() - cpu_before;
 
-    // Let allocations settle, then measure memory and CPU at rest.
+    // Every session started (its count read), then allocations settled: memory and CPU at rest.
+    super::at_rest(&mut fleet, "idle").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after: Vec<u64> = pids.iter().map(|&p| rss_bytes(p)).collect();
     let cpu0: Vec<f64> = pids.iter().map(|&p| cpu_secs(p)).collect();

@@ -20,6 +20,7 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Vec<Rate>> {
         Fleet::launch(&format!("{} latency", sut.system.label()), super::layout(cfg, sut, users, 2)).await?;
     let connected = fleet.connected(Duration::from_secs(600)).await?;
     super::all_connected(&connected, "latency")?;
+    super::at_rest(&mut fleet, "latency").await?;
     let mut out = Vec::new();
     for (i, &rate) in cfg.rates.iter().enumerate() {
         let count = (rate * cfg.phase_secs).round() as u64;

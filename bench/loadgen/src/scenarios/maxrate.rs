@@ -29,6 +29,7 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<MaxRate> {
         Fleet::launch(&format!("{} maxrate", sut.system.label()), super::layout(cfg, sut, cfg.users, 2)).await?;
     let connected = fleet.connected(Duration::from_secs(600)).await?;
     super::all_connected(&connected, "maxrate")?;
+    super::at_rest(&mut fleet, "maxrate").await?;
     let mut m = MaxRate { p99_bound_ms: bound, ..MaxRate::default() };
     let mut phase = 60;
     let mut step = async |rate: f64, m: &mut MaxRate| -> anyhow::Result<bool> {

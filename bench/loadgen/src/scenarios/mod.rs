@@ -42,3 +42,13 @@ pub fn all_connected(c: &crate::fleet::Connected, what: &str) -> anyhow::Result<
     }
     Ok(())
 }
+
+/// Waits until every session of the fleet has started (its unread count read and sent): the
+/// first phase would otherwise share the store with thousands of session starts. A fleet still
+/// starting after a minute is measured anyway, and says so.
+pub async fn at_rest(fleet: &mut crate::fleet::Fleet, what: &str) -> anyhow::Result<()> {
+    if !fleet.at_rest(std::time::Duration::from_secs(60)).await? {
+        eprintln!("{what}: sessions still starting after 60 s; measuring anyway");
+    }
+    Ok(())
+}

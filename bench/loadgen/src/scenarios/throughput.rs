@@ -27,6 +27,7 @@ pub async fn run(cfg: &BenchConfig, sut: &Sut) -> anyhow::Result<Throughput> {
         Fleet::launch(&format!("{} throughput", sut.system.label()), super::layout(cfg, sut, users, 2)).await?;
     let connected = fleet.connected(Duration::from_secs(600)).await?;
     super::all_connected(&connected, "throughput")?;
+    super::at_rest(&mut fleet, "throughput").await?;
     let ops = h.ops(&sut.gateways);
     let before = Scrape::read(&ops).await;
 
