@@ -119,8 +119,12 @@ async fn ws(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |mut socket| {
-            tracker.track_future(async move {
+        // Boxed: axum's upgrade task keeps its own state (the pending upgrade, the config) beside
+        // the callback's future for the socket's whole life; a pointer costs less than the
+        // session's future inline there.
+        .on_upgrade(move |socket| {
+            let mut socket = Box::new(socket);
+            Box::pin(tracker.track_future(async move {
                 if origin_ok {
                     session::run(socket, st, ip, header_claims).await;
                 } else {
@@ -128,7 +132,7 @@ async fn ws(
                     session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed").await;
                 }
                 drop(slot);
-            })
+            }))
         }))
 }
 
