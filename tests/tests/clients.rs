@@ -177,6 +177,14 @@ fn cli_publish(url: &str, id: &str, flag: Option<(&str, &std::path::Path)>) -> a
     Ok(cmd.output()?)
 }
 
+/// The CLI succeeded and printed `id` as the first message of the stream.
+fn assert_published_first(out: &std::process::Output, id: &str) -> anyhow::Result<()> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((printed["id"].as_str(), printed["sequence"].as_u64()), (Some(id), Some(1)));
+    Ok(())
+}
+
 /// A NATS that knows the creator only by its nkey: the CLI publishes with `--nats-nkey`, and
 /// fails at once without it.
 #[tokio::test]
@@ -194,9 +202,7 @@ async fn the_cli_logs_in_to_nats_with_an_nkey() -> anyhow::Result<()> {
     let url = format!("nats://127.0.0.1:{}", nats.port);
     let publish = |id: &str, nkey: Option<&std::path::Path>| cli_publish(&url, id, nkey.map(|k| ("--nats-nkey", k)));
     let out = publish("by-nkey", Some(&seed))?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let printed: Value = serde_json::from_slice(&out.stdout)?;
-    assert_eq!((printed["id"].as_str(), printed["sequence"].as_u64()), (Some("by-nkey"), Some(1)));
+    assert_published_first(&out, "by-nkey")?;
     let started = std::time::Instant::now();
     let out = publish("no-login", None)?;
     assert!(!out.status.success(), "a server with authorization refuses a client without a login");
@@ -216,9 +222,7 @@ async fn the_cli_and_the_sdk_publish_to_a_nats_that_requires_tls() -> anyhow::Re
     let publish = |id: &str, ca: Option<&std::path::Path>| cli_publish(&url, id, ca.map(|c| ("--nats-ca", c)));
 
     let out = publish("over-tls", Some(&ca))?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let printed: Value = serde_json::from_slice(&out.stdout)?;
-    assert_eq!((printed["id"].as_str(), printed["sequence"].as_u64()), (Some("over-tls"), Some(1)));
+    assert_published_first(&out, "over-tls")?;
 
     let started = std::time::Instant::now();
     let out = publish("no-ca", None)?;

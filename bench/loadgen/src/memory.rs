@@ -44,6 +44,15 @@ impl Drop for Gateway {
     }
 }
 
+/// Waits until `count` reaches `n`; an error naming `what` past `deadline`.
+async fn reach(count: &AtomicUsize, n: usize, deadline: Instant, what: &str) -> anyhow::Result<()> {
+    while count.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {n} {what} arrived", count.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut n: usize = 15_000;
     let mut args = args.iter();
@@ -133,25 +142,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         let t = token::user_token(SECRET, "herald", &format!("idle-user-{i}"), 3600);
         sink.send(Message::Text(format!(r#"{{"type":"hello","token":"{t}"}}"#).into())).await?;
     }
-    while welcomed.load(Ordering::Relaxed) < n {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} welcomed",
-            welcomed.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    reach(&welcomed, n, started + Duration::from_secs(120), "welcomes").await?;
     let auth_secs = started.elapsed().as_secs_f64();
     // A session has started when its unread count has arrived (read from the store after
     // `welcome`): memory is measured at rest, not while the counts are still being read.
-    while counted.load(Ordering::Relaxed) < n {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "only {} of {n} unread counts arrived",
-            counted.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    reach(&counted, n, started + Duration::from_secs(300), "unread counts").await?;
     let started_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss2 = rss_kib(pid);

@@ -18,8 +18,7 @@ use crate::state::AppState;
 impl Session {
     /// Sends the user's unread count now.
     pub(super) async fn send_unread(&mut self) -> Result<(), End> {
-        let (store, user) = (&self.state.api.store, self.claims.sub.as_str());
-        match store_read(&self.state, || store.unread_count(user)).await {
+        match store_read(&self.state, || self.state.api.store.unread_count(&self.claims.sub)).await {
             Ok(count) => {
                 self.unread_rev.fetch_max(count.rev, std::sync::atomic::Ordering::AcqRel);
                 self.send_now(protocol::unread(count.unread)).await
