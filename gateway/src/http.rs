@@ -7,23 +7,25 @@
 //! cannot read the status of a refused upgrade (they see 1006 and retry), so it is upgraded and
 //! closed at once with 4003, which a browser client can act on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::get;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::api;
 use crate::api::error::ApiError;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Claims};
 use crate::protocol::close;
 use crate::session;
 use crate::state::{AppState, NoSlot, OpenSlot};
+use crate::upgrade::Upgrade;
 
 pub fn app(state: Arc<AppState>) -> Router {
     let demo = if state.config.demo { crate::demo::routes() } else { Router::new() };
@@ -55,7 +57,7 @@ async fn ws(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
     let refuse = |reason: &'static str, error: ApiError| {
         st.metrics.refused(reason);
@@ -109,31 +111,48 @@ async fn ws(
         Err(NoSlot::IpFull) => return Err(refuse("ip_connections", ApiError::TooMany { retry_after: IP_FULL_RETRY })),
     };
     let max = st.config.limits.max_frame_bytes;
-    let tracker = st.sessions.clone();
-    Ok(upgrade
-        // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) cost ~136 KB per idle
-        // socket and let one frame eat memory. The read buffer is allocated up front and kept
-        // for the socket's life, and clients send little (hello, refresh, ack): 512 bytes, grown
-        // on demand up to the frame limit. No write buffer: the session coalesces and flushes.
+    // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) cost ~136 KB per idle socket
+    // and let one frame eat memory. The read buffer is allocated up front and kept for the
+    // socket's life, and clients send little (hello, refresh, ack): 512 bytes, grown on demand up
+    // to the frame limit. No write buffer: the session coalesces and flushes.
+    let config = WebSocketConfig::default()
         .read_buffer_size(512)
         .write_buffer_size(0)
-        .max_message_size(max)
-        .max_frame_size(max)
-        // Boxed: axum's upgrade task keeps its own state (the pending upgrade, the config) beside
-        // the callback's future for the socket's whole life; a pointer costs less than the
-        // session's future inline there.
-        .on_upgrade(move |socket| {
-            let mut socket = Box::new(socket);
-            Box::pin(tracker.track_future(async move {
-                if origin_ok {
-                    session::run(socket, st, ip, header_claims).await;
-                } else {
-                    st.metrics.refused("origin");
-                    session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed").await;
-                }
-                drop(slot);
-            }))
-        }))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let (response, open) = upgrade.accept(config);
+    let conn = Box::new(Accepted { state: st.clone(), ip, header_claims, origin_ok, slot });
+    // The socket's one task: while the session lives it holds three pointers (the opening, the
+    // accepted request, the session), each step's state in its own allocation.
+    tokio::spawn(st.sessions.track_future(async move {
+        if let Some(socket) = open.await {
+            Box::pin(conn.serve(socket)).await;
+        }
+    }));
+    Ok(response)
+}
+
+/// An upgrade request that passed every check, waiting for its socket.
+struct Accepted {
+    state: Arc<AppState>,
+    ip: IpAddr,
+    header_claims: Option<Claims>,
+    origin_ok: bool,
+    /// Held until the socket closes.
+    slot: OpenSlot,
+}
+
+impl Accepted {
+    async fn serve(self: Box<Self>, mut socket: session::Socket) {
+        let Accepted { state, ip, header_claims, origin_ok, slot } = *self;
+        if origin_ok {
+            session::run(socket, state, ip, header_claims).await;
+        } else {
+            state.metrics.refused("origin");
+            session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed").await;
+        }
+        drop(slot);
+    }
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {

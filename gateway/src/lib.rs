@@ -26,6 +26,7 @@ pub mod revocation;
 pub mod serve;
 pub mod session;
 pub mod state;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

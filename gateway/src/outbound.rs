@@ -10,9 +10,11 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{Sink, Stream};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use crate::upgrade::Ws;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -31,7 +33,7 @@ pub struct Outbound {
 /// What the socket did.
 #[derive(Debug)]
 pub enum Io {
-    Inbound(Option<Result<Message, axum::Error>>),
+    Inbound(Option<Result<Message, tungstenite::Error>>),
     WriteFailed,
 }
 
@@ -78,7 +80,7 @@ impl Outbound {
 
     /// Writes everything queued and flushes, without reading: ready once the queue is empty
     /// (`Err` when the socket failed). Frames written directly after it keep their order.
-    pub fn poll_flush_all(&mut self, socket: &mut WebSocket, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+    pub fn poll_flush_all(&mut self, socket: &mut Ws, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
         let mut socket = Pin::new(socket);
         while !self.queue.is_empty() {
             match socket.as_mut().poll_ready(cx) {
@@ -109,7 +111,7 @@ impl Outbound {
     }
 
     /// Writes what the socket takes, flushes, then polls for an inbound message.
-    pub fn poll_io(&mut self, socket: &mut WebSocket, cx: &mut Context<'_>) -> Poll<Io> {
+    pub fn poll_io(&mut self, socket: &mut Ws, cx: &mut Context<'_>) -> Poll<Io> {
         let mut socket = Pin::new(socket);
         while !self.queue.is_empty() {
             match socket.as_mut().poll_ready(cx) {
@@ -145,6 +147,7 @@ fn len(m: &Message) -> usize {
         Message::Text(t) => t.len(),
         Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
         Message::Close(_) => 0,
+        Message::Frame(f) => f.len(),
     }
 }
 

@@ -2,16 +2,18 @@
 
 use std::net::IpAddr;
 
-use axum::extract::ws::{Message, WebSocket};
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::End;
 use crate::auth::{AuthError, Claims};
 use crate::protocol::{ClientFrame, close};
 use crate::state::AppState;
+use crate::upgrade::Ws;
 
 /// Waits for `hello` and authenticates it (or the upgrade's header token).
 pub(super) async fn handshake(
-    socket: &mut WebSocket,
+    socket: &mut Ws,
     state: &AppState,
     ip: IpAddr,
     header_claims: Option<Claims>,
@@ -45,16 +47,16 @@ pub(super) async fn handshake(
 
 /// The next text frame; pings are answered by the socket itself, and count toward the IP's
 /// frame limit (a ping flood before `hello` is closed with 4029 too).
-async fn next_text(socket: &mut WebSocket, state: &AppState, ip: IpAddr) -> Result<String, End> {
+async fn next_text(socket: &mut Ws, state: &AppState, ip: IpAddr) -> Result<String, End> {
     loop {
-        match socket.recv().await {
+        match socket.next().await {
             None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
             Some(Err(e)) => return Err(read_error(e)),
             Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
             Some(Ok(Message::Binary(_))) => {
                 return Err(End::protocol("binary frames are not part of the protocol"));
             }
-            Some(Ok(Message::Pong(_))) => {}
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Ping(_))) => {
                 if !state.frame_limit.allow(ip) {
                     state.metrics.rate_limited.inc();
@@ -70,10 +72,9 @@ async fn next_text(socket: &mut WebSocket, state: &AppState, ip: IpAddr) -> Resu
 }
 
 /// A frame over the size limit is a protocol error (4008); anything else means the peer is gone.
-pub(super) fn read_error(e: axum::Error) -> End {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match e.into_inner().downcast_ref::<WsError>() {
-        Some(WsError::Capacity(c)) => End::protocol(format!("frame too large: {c}")),
+pub(super) fn read_error(e: WsError) -> End {
+    match e {
+        WsError::Capacity(c) => End::protocol(format!("frame too large: {c}")),
         _ => End::Gone,
     }
 }

@@ -5,9 +5,9 @@
 use std::future::poll_fn;
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use rand::Rng;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::handshake::read_error;
 use super::{End, Session, now_secs};
@@ -166,7 +166,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_client(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+    fn on_client(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Result<(), End> {
         let text = match msg {
             None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
             Some(Err(e)) => return Err(read_error(e)),
@@ -176,7 +176,7 @@ impl Session {
                 self.awaiting_pong = false;
                 return self.count_frame();
             }
-            Some(Ok(Message::Pong(_))) => {
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {
                 self.awaiting_pong = false;
                 return Ok(());
             }

@@ -24,12 +24,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use herald_core::Cursor;
 use herald_core::subject;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::debug;
 
 use crate::auth::{AuthError, Claims};
@@ -38,6 +39,7 @@ use crate::log::Entry;
 use crate::outbound::Outbound;
 use crate::protocol::{self, close};
 use crate::state::AppState;
+use crate::upgrade::Ws;
 
 /// Why a session ends; each maps to an error frame and a close code.
 #[derive(Debug)]
@@ -81,8 +83,8 @@ fn now_ms() -> i64 {
 
 /// A socket as the session's steps pass it along: boxed, so that each step's future (the upgrade
 /// task, the handshake, the session, the goodbye) holds a pointer, not its own copy of the
-/// 368-byte stream (a moved value keeps its place in the future it was moved out of).
-pub type Socket = Box<WebSocket>;
+/// ~330-byte stream (a moved value keeps its place in the future it was moved out of).
+pub type Socket = Box<Ws>;
 
 pub async fn run(mut socket: Socket, state: Arc<AppState>, ip: IpAddr, header_claims: Option<Claims>) {
     // The handshake, the session and the goodbye are each boxed: the task's own allocation,
@@ -133,7 +135,7 @@ async fn serve(
 async fn goodbye(mut socket: Socket, state: &AppState, end: End) {
     match end {
         End::GoingAway => {
-            let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY, reason: "drained".into() }));
+            let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY.into(), reason: "drained".into() }));
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
         }
         End::Close { code, error, message } => {
@@ -152,12 +154,12 @@ async fn goodbye(mut socket: Socket, state: &AppState, end: End) {
 
 /// Sends `error` and closes with `code`, then waits for the client's close: for sessions that
 /// end, and for sockets refused after the upgrade (a browser cannot read an upgrade's status).
-pub async fn refuse(socket: &mut WebSocket, code: u16, error: &'static str, message: &str) {
+pub async fn refuse(socket: &mut Ws, code: u16, error: &'static str, message: &str) {
     debug!(code, error, %message, "closing session");
     // A client that stopped reading would block these forever; give them a moment.
     let bye = async {
         socket.send(Message::Text(protocol::error(error, message).into())).await?;
-        socket.send(Message::Close(Some(CloseFrame { code, reason: error.into() }))).await
+        socket.send(Message::Close(Some(CloseFrame { code: code.into(), reason: error.into() }))).await
     };
     if tokio::time::timeout(Duration::from_secs(1), bye).await.is_ok_and(|r| r.is_ok()) {
         linger(socket).await;
@@ -167,10 +169,10 @@ pub async fn refuse(socket: &mut WebSocket, code: u16, error: &'static str, mess
 /// After our close frame, waits (up to a second) for the client's close before dropping the
 /// socket. Dropping it with unread input (the rest of an oversized frame, say) makes the kernel
 /// send a reset, which can destroy the close frame before the client reads it.
-async fn linger(socket: &mut WebSocket) {
+async fn linger(socket: &mut Ws) {
     let wait = async {
         loop {
-            match socket.recv().await {
+            match socket.next().await {
                 Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
                 // Ended, or unusable after an oversized frame (the stream then reports its end

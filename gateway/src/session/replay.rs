@@ -17,9 +17,9 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use futures::SinkExt;
 use herald_core::subject;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{End, Session};
 use crate::auth::AuthError;
