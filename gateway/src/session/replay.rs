@@ -64,10 +64,12 @@ impl Session {
             Some(c) => {
                 self.send_now(protocol::welcome(&self.claims.sub, &session_id, self.claims.exp, None)).await?;
                 self.send_unread().await?;
+                // Boxed: a start without a cursor (the most common) keeps no room for a replay
+                // while it waits for its reads.
                 match protocol::parse_cursor(&c) {
-                    Some(c) if c.belongs_to(self.epoch) => self.replay(c.seq).await?,
-                    Some(_) => self.reset("cursor is from an earlier notification stream").await?,
-                    None => self.reset("unknown cursor").await?,
+                    Some(c) if c.belongs_to(self.epoch) => Box::pin(self.replay(c.seq)).await?,
+                    Some(_) => Box::pin(self.reset("cursor is from an earlier notification stream")).await?,
+                    None => Box::pin(self.reset("unknown cursor")).await?,
                 }
             }
         }
@@ -142,7 +144,8 @@ impl Session {
     pub(super) async fn catch_up_to_newest(&mut self) -> Result<(), End> {
         let newest = self.newest().await?;
         if newest > self.last {
-            self.catch_up(newest, false).await?;
+            // Boxed: rare (every session looks once, when its interest has settled), and large.
+            Box::pin(self.catch_up(newest, false)).await?;
         }
         Ok(())
     }
@@ -287,7 +290,9 @@ where
     loop {
         let result = {
             let _permit = state.catchups.acquire().await.map_err(End::internal)?;
-            read().await
+            // Boxed, and made only once the turn has come: a session waiting its turn holds a
+            // closure, not the NATS request's future.
+            Box::pin(read()).await
         };
         match result {
             Ok(v) => return Ok(v),
