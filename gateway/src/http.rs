@@ -91,7 +91,7 @@ async fn ws(
     let header_claims = match bearer(&headers) {
         None => None,
         Some(token) => match st.verify_user(token) {
-            Ok(c) => Some(c),
+            Ok(c) => Some(Box::new(c)),
             Err(AuthError::ServiceToken) => {
                 st.metrics.auth_failure(AuthError::ServiceToken.code());
                 return Err(ApiError::Forbidden(AuthError::ServiceToken.to_string()));
@@ -121,7 +121,7 @@ async fn ws(
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     let (response, open) = upgrade.accept(config);
-    let conn = Box::new(Accepted { state: st.clone(), ip, header_claims, origin_ok, slot });
+    let conn = Box::new(Accepted { state: st.clone(), ip, header_claims, origin_ok, _slot: slot });
     // The socket's one task: while the session lives it holds three pointers (the opening, the
     // accepted request, the session), each step's state in its own allocation.
     tokio::spawn(st.sessions.track_future(async move {
@@ -136,22 +136,24 @@ async fn ws(
 struct Accepted {
     state: Arc<AppState>,
     ip: IpAddr,
-    header_claims: Option<Claims>,
+    /// Boxed: most clients authenticate with `hello` (a browser cannot set the header), and
+    /// this is held for the socket's whole life.
+    header_claims: Option<Box<Claims>>,
     origin_ok: bool,
-    /// Held until the socket closes.
-    slot: OpenSlot,
+    /// Held until the socket closes (its drop frees the place).
+    _slot: OpenSlot,
 }
 
 impl Accepted {
-    async fn serve(self: Box<Self>, mut socket: session::Socket) {
-        let Accepted { state, ip, header_claims, origin_ok, slot } = *self;
-        if origin_ok {
-            session::run(socket, state, ip, header_claims).await;
+    /// Taken by reference, not moved apart: a value moved out keeps its place in the future.
+    async fn serve(mut self: Box<Self>, mut socket: session::Socket) {
+        if self.origin_ok {
+            session::run(socket, &self.state, self.ip, self.header_claims.take()).await;
         } else {
-            state.metrics.refused("origin");
+            self.state.metrics.refused("origin");
             session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed").await;
         }
-        drop(slot);
+        // The slot goes with `self`, once the socket is closed.
     }
 }
 

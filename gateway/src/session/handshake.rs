@@ -16,7 +16,7 @@ pub(super) async fn handshake(
     socket: &mut Ws,
     state: &AppState,
     ip: IpAddr,
-    header_claims: Option<Claims>,
+    header_claims: Option<Box<Claims>>,
 ) -> Result<(Claims, Option<String>), End> {
     let m = &state.metrics;
     let first = tokio::time::timeout(state.config.hello_timeout, next_text(socket, state, ip)).await;
@@ -37,7 +37,7 @@ pub(super) async fn handshake(
     };
     let claims = match (token, header_claims) {
         (Some(t), _) => state.verify_user(&t),
-        (None, Some(c)) => Ok(c),
+        (None, Some(c)) => Ok(*c),
         (None, None) => Err(AuthError::Missing),
     };
     let claims = claims.inspect_err(|e| m.auth_failure(e.code())).map_err(End::auth)?;

@@ -86,11 +86,11 @@ fn now_ms() -> i64 {
 /// ~330-byte stream (a moved value keeps its place in the future it was moved out of).
 pub type Socket = Box<Ws>;
 
-pub async fn run(mut socket: Socket, state: Arc<AppState>, ip: IpAddr, header_claims: Option<Claims>) {
+pub async fn run(mut socket: Socket, state: &Arc<AppState>, ip: IpAddr, header_claims: Option<Box<Claims>>) {
     // The handshake, the session and the goodbye are each boxed: the task's own allocation,
     // kept for the socket's whole life, is then a few pointers, not the largest of their
     // futures.
-    let end = match Box::pin(handshake::handshake(&mut socket, &state, ip, header_claims)).await {
+    let end = match Box::pin(handshake::handshake(&mut socket, state, ip, header_claims)).await {
         Ok((claims, cursor)) => {
             let (end, returned) = Box::pin(serve(socket, state.clone(), ip, claims, cursor)).await;
             socket = returned;
@@ -98,7 +98,7 @@ pub async fn run(mut socket: Socket, state: Arc<AppState>, ip: IpAddr, header_cl
         }
         Err(end) => end,
     };
-    Box::pin(goodbye(socket, &state, end)).await;
+    Box::pin(goodbye(socket, state, end)).await;
 }
 
 /// The session of an authenticated socket; gives the socket back for the goodbye.
