@@ -87,48 +87,22 @@ fn now_ms() -> i64 {
 pub type Socket = Box<Ws>;
 
 pub async fn run(mut socket: Socket, state: &Arc<AppState>, ip: IpAddr, header_claims: Option<Box<Claims>>) {
-    // The handshake, the session and the goodbye are each boxed: the task's own allocation,
-    // kept for the socket's whole life, is then a few pointers, not the largest of their
-    // futures.
-    let end = match Box::pin(handshake::handshake(&mut socket, state, ip, header_claims)).await {
-        Ok((claims, cursor)) => {
-            let (end, returned) = Box::pin(serve(socket, state.clone(), ip, claims, cursor)).await;
-            socket = returned;
-            end
+    // The handshake, the session's loop and the goodbye are each boxed, so this future, kept
+    // for the socket's whole life, is a few pointers. The session's state is built in its own
+    // box with no await while its parts are at hand: a value moved across an await keeps its
+    // place in the future it was moved out of.
+    let started = match Box::pin(handshake::handshake(&mut socket, state, ip, header_claims)).await {
+        Ok((claims, cursor)) => Ok((Session::new(socket, state.clone(), ip, claims), cursor)),
+        Err(end) => Err((end, socket)),
+    };
+    let (end, socket) = match started {
+        Ok((mut session, cursor)) => {
+            let end = Box::pin(session.serve(cursor)).await;
+            (end, session.socket)
         }
-        Err(end) => end,
+        Err(refused) => refused,
     };
     Box::pin(goodbye(socket, state, end)).await;
-}
-
-/// The session of an authenticated socket; gives the socket back for the goodbye.
-async fn serve(
-    socket: Socket,
-    state: Arc<AppState>,
-    ip: IpAddr,
-    claims: Claims,
-    cursor: Option<String>,
-) -> (End, Socket) {
-    let mut s = Session {
-        subject: subject::user_subject(&claims.sub),
-        out: Outbound::new(state.config.limits.outbound_frames, state.config.limits.outbound_bytes),
-        events: state.events.subscribe(),
-        generation: Generation::default(),
-        socket,
-        ping_due: Instant::now() + state.config.ping_interval,
-        state,
-        claims,
-        ip,
-        epoch: 0,
-        last: 0,
-        warned: false,
-        awaiting_pong: false,
-        drain_deadline: None,
-        settle_at: None,
-        unread_rev: Arc::default(),
-    };
-    let end = s.serve(cursor).await;
-    (end, s.socket)
 }
 
 /// Closes the socket as `end` says.
@@ -209,6 +183,27 @@ struct Session {
 }
 
 impl Session {
+    fn new(socket: Socket, state: Arc<AppState>, ip: IpAddr, claims: Claims) -> Box<Self> {
+        Box::new(Session {
+            subject: subject::user_subject(&claims.sub),
+            out: Outbound::new(state.config.limits.outbound_frames, state.config.limits.outbound_bytes),
+            events: state.events.subscribe(),
+            generation: Generation::default(),
+            socket,
+            ping_due: Instant::now() + state.config.ping_interval,
+            state,
+            claims,
+            ip,
+            epoch: 0,
+            last: 0,
+            warned: false,
+            awaiting_pong: false,
+            drain_deadline: None,
+            settle_at: None,
+            unread_rev: Arc::default(),
+        })
+    }
+
     async fn serve(&mut self, cursor: Option<String>) -> End {
         match self.serve_inner(cursor).await {
             Ok(()) => End::Gone,
