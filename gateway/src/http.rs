@@ -151,7 +151,9 @@ impl Accepted {
             session::run(socket, &self.state, self.ip, self.header_claims.take()).await;
         } else {
             self.state.metrics.refused("origin");
-            session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed").await;
+            // Boxed: this rare path's future would otherwise double the room every socket's
+            // future keeps.
+            Box::pin(session::refuse(&mut socket, close::FORBIDDEN, "forbidden", "this origin is not allowed")).await;
         }
         // The slot goes with `self`, once the socket is closed.
     }
