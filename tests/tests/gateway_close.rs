@@ -1,7 +1,8 @@
 //! How sockets end, seen from clients that were not written with the gateway: a client's normal
 //! close is answered with its own code (RFC 6455 §5.5.1), and an origin not allowed is upgraded
 //! and closed with 4003, which a browser can read (it cannot read an upgrade's HTTP status).
-//! Checked with tungstenite and with Python's `websockets` (pinned in `.tools/pyws`).
+//! Checked with tungstenite and with Python's `websockets` (pinned in `.tools/pyws`). A request
+//! that is not a WebSocket upgrade gets the JSON 400 every error has.
 
 use std::process::Command;
 use std::time::Duration;
@@ -103,5 +104,46 @@ async fn an_origin_not_allowed_is_closed_with_4003_after_the_upgrade() -> anyhow
     let (u, t) = (url.clone(), stack.token("o-py"));
     let seen = tokio::task::spawn_blocking(move || python(&u, &t, Some(ALLOWED))).await??;
     assert_eq!(seen, json!({"welcome": true, "close_code": 1000}));
+    Ok(())
+}
+
+/// Sends `request` to the gateway and returns the status line and headers of its answer.
+async fn raw(addr: &str, request: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await??;
+        anyhow::ensure!(n == 1, "closed before the end of the answer's head");
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8(head)?)
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_gets_the_json_400_and_a_good_one_the_rfc_accept_key()
+-> anyhow::Result<()> {
+    let stack = stack().await?;
+    let url = stack.ws_url(0);
+    let (status, body) = servers::http_get(&url.replace("ws://", "http://")).await?;
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["error"]["code"], "bad_request", "{body}");
+
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws");
+    // RFC 6455 §1.3's sample nonce and the accept key it must give.
+    let upgrade = |version: u8| {
+        format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\
+             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+    };
+    let old = raw(addr, &upgrade(8)).await?;
+    assert!(old.starts_with("HTTP/1.1 400"), "{old}");
+    let ok = raw(addr, &upgrade(13)).await?;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    assert!(ok.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{ok}");
     Ok(())
 }
