@@ -1,11 +1,15 @@
 //! Process-wide events that every session reacts to: revocations changed, NATS reconnected,
-//! `HERALD_USER` recreated (a new epoch).
+//! `HERALD_USER` recreated (a new epoch), the drain begun.
 //!
-//! One watch channel carries a pair of counters. A session holds a receiver (a pointer, no
-//! buffer), so telling 15,000 sessions costs one store and their wake-ups, and a session that
-//! was busy sees the latest state rather than a backlog.
+//! The state is one small value behind a lock; telling the sessions goes through each one's
+//! read-state mailbox ([`ReadHub::wake_all`]), which every session already has: a session then
+//! waits on one mailbox for read frames and for these, not on a watch channel and a
+//! cancellation token besides (~190 bytes of every idle session's future). A session that was
+//! busy sees the latest state rather than a backlog.
 
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex};
+
+use crate::read_events::ReadHub;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Generation {
@@ -13,36 +17,59 @@ pub struct Generation {
     pub nats_reconnects: u64,
     /// The stream epoch sessions must now use (cursors of another epoch are stale).
     pub epoch: u64,
+    /// The gateway is shutting down: sessions announce `reconnect` and end by the deadline.
+    pub draining: bool,
 }
 
 #[derive(Debug)]
-pub struct Events(watch::Sender<Generation>);
-
-impl Default for Events {
-    fn default() -> Self {
-        Events(watch::Sender::new(Generation::default()))
-    }
+pub struct Events {
+    now: Mutex<Generation>,
+    sessions: Arc<ReadHub>,
 }
 
 impl Events {
-    pub fn subscribe(&self) -> watch::Receiver<Generation> {
-        self.0.subscribe()
+    /// Events told to the sessions registered with `sessions`.
+    pub fn new(sessions: Arc<ReadHub>) -> Self {
+        Events { now: Mutex::default(), sessions }
+    }
+
+    pub fn current(&self) -> Generation {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the state with `f` and, when it changed, tells every session.
+    fn change(&self, f: impl FnOnce(&mut Generation)) -> bool {
+        let changed = {
+            let mut g = self.now.lock().unwrap_or_else(|p| p.into_inner());
+            let before = *g;
+            f(&mut g);
+            *g != before
+        };
+        if changed {
+            self.sessions.wake_all();
+        }
+        changed
     }
 
     pub fn revocations_changed(&self) {
-        self.0.send_modify(|g| g.revocations += 1);
+        self.change(|g| g.revocations += 1);
     }
 
     pub fn nats_reconnected(&self) {
-        self.0.send_modify(|g| g.nats_reconnects += 1);
+        self.change(|g| g.nats_reconnects += 1);
     }
 
     /// Records the stream's epoch; sessions hear of it only when it changes.
     pub fn set_epoch(&self, epoch: u64) -> bool {
-        self.0.send_if_modified(|g| std::mem::replace(&mut g.epoch, epoch) != epoch)
+        self.change(|g| g.epoch = epoch)
     }
 
     pub fn epoch(&self) -> u64 {
-        self.0.borrow().epoch
+        self.current().epoch
+    }
+
+    /// Tells every session that the gateway is draining (once).
+    pub fn drain(&self) {
+        self.change(|g| g.draining = true);
     }
 }

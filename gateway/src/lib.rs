@@ -73,7 +73,9 @@ pub async fn run_with_admin(
         Some(a) => Some(auth::Verifier::new(a, keys::Keyring::load(a.keys.clone())?)),
         None => None,
     };
-    let events = Arc::new(Events::default());
+    // Every session's mailbox for read frames and process-wide events.
+    let sessions = Arc::new(read_events::ReadHub::default());
+    let events = Arc::new(Events::new(sessions.clone()));
     // This connection serves Direct Get, KV and the admin API; live subscriptions ride on the
     // live router's own connection (see `live`).
     let client = config
@@ -121,7 +123,7 @@ pub async fn run_with_admin(
         }
     };
     let drain_period = config.drain_period;
-    let api = api::Shared::new(&config, client.clone()).await?;
+    let api = api::Shared::new(&config, client.clone(), sessions).await?;
     let state = Arc::new(state::AppState::new(state::Parts {
         verifier: auth::Verifier::new(&config.auth, keyring),
         api,
@@ -221,6 +223,7 @@ pub async fn run_with_admin(
         async move {
             state.shutdown.cancelled().await;
             state.ready.store(false, Ordering::Relaxed);
+            state.events.drain();
         }
     };
     // Every socket's address is the real client's (PROXY protocol when configured).

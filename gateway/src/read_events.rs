@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
@@ -47,7 +47,18 @@ pub fn frames(event: &ReadEvent) -> Vec<Frame> {
 #[derive(Default)]
 struct Mailbox {
     queue: Mutex<VecDeque<Frame>>,
+    /// A process-wide event happened since the session last looked (`crate::events`).
+    events: AtomicBool,
     waker: AtomicWaker,
+}
+
+/// What a session's mailbox hands it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A `read` or `unread` frame to send.
+    Frame(Arc<str>),
+    /// The process-wide events changed: look at `Events::current`.
+    Events,
 }
 
 /// A user's sessions on this gateway: registration id and mailbox.
@@ -93,6 +104,18 @@ impl ReadHub {
         ReadSub { hub: self.clone(), key, id, mailbox, sent_rev }
     }
 
+    /// Tells every local session that the process-wide events changed (`crate::events`).
+    pub fn wake_all(&self) {
+        let boxes: Vec<Arc<Mailbox>> = {
+            let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            users.values().flat_map(|v| v.iter().map(|(_, m)| m.clone())).collect()
+        };
+        for m in boxes {
+            m.events.store(true, Ordering::Release);
+            m.waker.wake();
+        }
+    }
+
     /// Hands an event to every local session of the user with subject token `key`.
     fn deliver(&self, key: &str, event: &ReadEvent) {
         let boxes: Vec<Arc<Mailbox>> = match self.users.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
@@ -116,8 +139,9 @@ impl ReadHub {
 }
 
 impl ReadSub {
-    /// The next frame for this session; counts older than one it sent are passed over.
-    pub async fn next(&self) -> Arc<str> {
+    /// The next note for this session (events first); counts older than one it sent are
+    /// passed over.
+    pub async fn next(&self) -> Note {
         poll_fn(|cx| {
             if let Some(f) = self.pop() {
                 return Poll::Ready(f);
@@ -131,12 +155,15 @@ impl ReadSub {
         .await
     }
 
-    fn pop(&self) -> Option<Arc<str>> {
+    fn pop(&self) -> Option<Note> {
+        if self.mailbox.events.swap(false, Ordering::AcqRel) {
+            return Some(Note::Events);
+        }
         let mut q = self.mailbox.queue.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((frame, rev)) = q.pop_front() {
             match rev {
                 Some(rev) if rev < self.sent_rev.fetch_max(rev, Ordering::AcqRel) => continue,
-                _ => return Some(frame),
+                _ => return Some(Note::Frame(frame)),
             }
         }
         None
@@ -199,6 +226,13 @@ mod tests {
         assert_eq!(f, serde_json::json!({"type": "read", "ids": ["*"]}));
     }
 
+    async fn frame(s: &ReadSub) -> serde_json::Value {
+        match s.next().await {
+            Note::Frame(f) => serde_json::from_str(&f).unwrap(),
+            Note::Events => panic!("a frame expected"),
+        }
+    }
+
     #[tokio::test]
     async fn a_count_older_than_one_sent_is_passed_over_but_its_read_frame_is_not() {
         let hub = Arc::new(ReadHub::default());
@@ -208,8 +242,7 @@ mod tests {
         hub.deliver(&key, &ReadEvent::count(5, 10));
         hub.deliver(&key, &ReadEvent { ids: vec!["x".into()], read: true, unread: 4, rev: Some(9) });
         hub.deliver(&key, &ReadEvent::count(6, 11));
-        let got: Vec<serde_json::Value> =
-            [s.next().await, s.next().await, s.next().await].iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+        let got = [frame(&s).await, frame(&s).await, frame(&s).await];
         assert_eq!(got[0], serde_json::json!({"type": "unread", "count": 5}));
         assert_eq!(got[1], serde_json::json!({"type": "read", "ids": ["x"]}));
         assert_eq!(got[2], serde_json::json!({"type": "unread", "count": 6}));
@@ -217,8 +250,20 @@ mod tests {
         sent.fetch_max(20, Ordering::AcqRel);
         hub.deliver(&key, &ReadEvent::count(2, 15));
         hub.deliver(&key, &ReadEvent { ids: vec![], read: false, unread: 1, rev: None });
-        let last: serde_json::Value = serde_json::from_str(&s.next().await).unwrap();
-        assert_eq!(last, serde_json::json!({"type": "unread", "count": 1}));
+        assert_eq!(frame(&s).await, serde_json::json!({"type": "unread", "count": 1}));
+    }
+
+    #[tokio::test]
+    async fn every_session_hears_of_process_events_once_and_before_its_frames() {
+        let hub = Arc::new(ReadHub::default());
+        let (a, b) = (hub.register("a", Arc::default()), hub.register("b", Arc::default()));
+        hub.deliver(&token("a"), &ReadEvent { ids: vec![], read: true, unread: 1, rev: None });
+        hub.wake_all();
+        hub.wake_all();
+        assert_eq!(a.next().await, Note::Events, "events first, twice told once");
+        assert_eq!(frame(&a).await, serde_json::json!({"type": "unread", "count": 1}));
+        assert_eq!(b.next().await, Note::Events);
+        assert!(a.pop().is_none() && b.pop().is_none());
     }
 
     #[test]

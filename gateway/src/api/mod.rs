@@ -58,7 +58,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub async fn new(config: &Config, client: async_nats::Client) -> Result<Self, SharedError> {
+    pub async fn new(
+        config: &Config,
+        client: async_nats::Client,
+        read_hub: Arc<crate::read_events::ReadHub>,
+    ) -> Result<Self, SharedError> {
         let api = &config.api;
         let service = match &api.service_secret {
             None => None,
@@ -87,7 +91,7 @@ impl Shared {
             publisher: Publisher::new(creator).with_attempts(3),
             openapi: Bytes::from(document().to_pretty_json().expect("the OpenAPI document serializes")),
             store: herald_store::Store::connect(&api.dynamo).await.with_ttl(api.inbox_ttl),
-            read_hub: Arc::default(),
+            read_hub,
         })
     }
 

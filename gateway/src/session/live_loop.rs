@@ -15,10 +15,10 @@ use crate::auth::AuthError;
 use crate::live::Live;
 use crate::outbound::Io;
 use crate::protocol::{self, ClientFrame, close};
+use crate::read_events::Note;
 
 /// What woke the session.
 enum Wake {
-    Drain,
     Timer,
     Events,
     Io(Io),
@@ -40,24 +40,28 @@ impl Session {
         let reads = st.api.read_hub.register(&self.claims.sub, self.unread_rev.clone());
         // Boxed: the start's requests are big futures, needed once; the loop's state is small.
         let live = Box::pin(self.start(cursor)).await?;
+        // A drain begun before the start looked at the events: no change will announce it.
+        if self.generation.draining {
+            self.start_drain()?;
+        }
         loop {
             let deadline = self.next_deadline();
-            let draining = self.drain_deadline.is_some();
-            let (out, socket, events) = (&mut self.out, &mut self.socket, &mut self.events);
+            let (out, socket) = (&mut self.out, &mut self.socket);
+            // Process-wide events (the drain among them) come through the read-state mailbox, so
+            // the loop waits on the timer, the mailbox, the socket and the live subscription.
             let wake = tokio::select! {
                 biased;
-                _ = st.shutdown.cancelled(), if !draining => Wake::Drain,
                 _ = tokio::time::sleep_until(deadline) => Wake::Timer,
-                r = events.changed() => match r {
-                    Ok(()) => Wake::Events,
-                    Err(_) => Wake::Drain,
-                },
+                // The socket before the mailbox: each frame queued is written before the next
+                // is taken (a burst of counts must not fill the outbound queue of a reader).
                 io = poll_fn(|cx| out.poll_io(socket, cx)) => Wake::Io(io),
+                note = reads.next() => match note {
+                    Note::Events => Wake::Events,
+                    Note::Frame(f) => Wake::Read(f),
+                },
                 e = live.next() => Wake::Live(e),
-                f = reads.next() => Wake::Read(f),
             };
             match wake {
-                Wake::Drain => self.start_drain()?,
                 Wake::Timer => self.on_timer().await?,
                 Wake::Events => self.on_events().await?,
                 Wake::Io(Io::WriteFailed) => return Err(End::Gone),
@@ -130,6 +134,9 @@ impl Session {
     }
 
     fn start_drain(&mut self) -> Result<(), End> {
+        if self.drain_deadline.is_some() {
+            return Ok(());
+        }
         let period = self.state.config.drain_period;
         let after = rand::rng().random_range(0..period.as_millis().max(1) as u64);
         self.drain_deadline = Some(Instant::now() + period);
@@ -137,8 +144,11 @@ impl Session {
     }
 
     async fn on_events(&mut self) -> Result<(), End> {
-        let now = *self.events.borrow_and_update();
+        let now = self.state.events.current();
         let before = std::mem::replace(&mut self.generation, now);
+        if now.draining && !before.draining {
+            self.start_drain()?;
+        }
         if now.revocations != before.revocations && self.state.revocations.is_revoked(&self.claims) {
             self.state.metrics.revoked_closes.inc();
             return Err(End::auth(AuthError::Revoked));

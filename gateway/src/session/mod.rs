@@ -27,7 +27,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{SinkExt, StreamExt};
 use herald_core::Cursor;
 use herald_core::subject;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -165,7 +164,7 @@ struct Session {
     ip: IpAddr,
     subject: String,
     out: Outbound,
-    events: watch::Receiver<Generation>,
+    /// The process-wide events as this session last acted on them.
     generation: Generation,
     /// The stream epoch of every cursor this session sends.
     epoch: u64,
@@ -187,7 +186,6 @@ impl Session {
         Box::new(Session {
             subject: subject::user_subject(&claims.sub),
             out: Outbound::new(state.config.limits.outbound_frames, state.config.limits.outbound_bytes),
-            events: state.events.subscribe(),
             generation: Generation::default(),
             socket,
             ping_due: Instant::now() + state.config.ping_interval,

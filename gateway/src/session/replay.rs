@@ -50,7 +50,7 @@ impl Session {
         // While the live connection is down this does not resolve; its reconnect makes every
         // session catch up, so going on after the deadline loses nothing.
         let _ = tokio::time::timeout(st.config.live_ping_deadline, live.in_force()).await;
-        self.generation = *self.events.borrow_and_update();
+        self.generation = self.state.events.current();
         self.epoch = self.generation.epoch;
         self.settle_at = Some(tokio::time::Instant::now() + st.config.interest_settle);
         let session_id = st.next_session_id();
