@@ -97,6 +97,15 @@ pub async fn run_with_admin(
         ping_interval: config.live_ping_interval,
         ping_deadline: config.live_ping_deadline,
     };
+    tokio::spawn({
+        let (events, stop) = (events.clone(), background.clone());
+        async move {
+            tokio::select! {
+                _ = events.tell_sessions() => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    });
     let live = live::LiveRouter::start(live_config, events.clone(), background.clone());
     let js = async_nats::jetstream::new(client.clone());
     // With NATS authorization on, the gateway's own user may only read the revocation bucket;
@@ -236,7 +245,8 @@ pub async fn run_with_admin(
     })?;
     serve::serve(listener, http::app(state.clone()), state.config.limits.header_timeout, serve_shutdown).await;
 
-    // Sessions saw the same cancellation: they sent `reconnect` and close by the period's end.
+    // Sessions were told of the drain (`Events::drain`): they sent `reconnect` and close by the
+    // period's end.
     state.sessions.close();
     if tokio::time::timeout(drain_period + Duration::from_secs(2), state.sessions.wait()).await.is_err() {
         warn!(left = state.sessions.len(), "drain period ended with sessions open");

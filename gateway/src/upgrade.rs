@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -37,6 +37,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // axum routes HEAD to a GET handler; only a GET upgrades (RFC 6455 §4.1).
+        if parts.method != Method::GET {
+            return Err(ApiError::invalid("a WebSocket upgrade is a GET"));
+        }
         let h = &parts.headers;
         if !has_token(h, header::CONNECTION, "upgrade") || !has_token(h, header::UPGRADE, "websocket") {
             return Err(ApiError::invalid(

@@ -134,15 +134,17 @@ async fn a_request_that_is_not_a_websocket_upgrade_gets_the_json_400_and_a_good_
 
     let addr = url.trim_start_matches("ws://").trim_end_matches("/v1/ws");
     // RFC 6455 §1.3's sample nonce and the accept key it must give.
-    let upgrade = |version: u8| {
+    let upgrade = |method: &str, version: u8| {
         format!(
-            "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\
+            "{method} /v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\
              Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
     };
-    let old = raw(addr, &upgrade(8)).await?;
+    let old = raw(addr, &upgrade("GET", 8)).await?;
     assert!(old.starts_with("HTTP/1.1 400"), "{old}");
-    let ok = raw(addr, &upgrade(13)).await?;
+    let head = raw(addr, &upgrade("HEAD", 13)).await?;
+    assert!(head.starts_with("HTTP/1.1 400"), "only a GET upgrades: {head}");
+    let ok = raw(addr, &upgrade("GET", 13)).await?;
     assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
     assert!(ok.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{ok}");
     Ok(())

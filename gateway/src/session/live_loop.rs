@@ -186,7 +186,9 @@ impl Session {
                 self.awaiting_pong = false;
                 return self.count_frame();
             }
-            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {
+            // tungstenite never reads a raw frame; should it, there is nothing to do.
+            Some(Ok(Message::Frame(_))) => return Ok(()),
+            Some(Ok(Message::Pong(_))) => {
                 self.awaiting_pong = false;
                 return Ok(());
             }

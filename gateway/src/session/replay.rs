@@ -42,6 +42,9 @@ impl Session {
     /// the cursor (or fixes the starting one).
     pub(super) async fn start(&mut self, cursor: Option<String>) -> Result<LiveSub, End> {
         let st = self.state.clone();
+        // Read before the revocation check: a revocation after it is a change this session's
+        // mailbox hears of (it is registered), one before it is seen by the check.
+        self.generation = st.events.current();
         if st.revocations.is_revoked(&self.claims) {
             st.metrics.auth_failure(AuthError::Revoked.code());
             return Err(End::auth(AuthError::Revoked));
@@ -50,7 +53,6 @@ impl Session {
         // While the live connection is down this does not resolve; its reconnect makes every
         // session catch up, so going on after the deadline loses nothing.
         let _ = tokio::time::timeout(st.config.live_ping_deadline, live.in_force()).await;
-        self.generation = self.state.events.current();
         self.epoch = self.generation.epoch;
         self.settle_at = Some(tokio::time::Instant::now() + st.config.interest_settle);
         let session_id = st.next_session_id();
