@@ -2,10 +2,11 @@
 //! `/metrics` are on the internal plane, `internal.rs`).
 //!
 //! Everything that can refuse a socket does it here, before the upgrade, with an HTTP status:
-//! draining (503), at the connection cap (503), a token in the URL (400), too many connects from
-//! one IP (429), a bad header token (401). An origin not allowed is the exception: browsers
-//! cannot read the status of a refused upgrade (they see 1006 and retry), so it is upgraded and
-//! closed at once with 4003, which a browser client can act on.
+//! not a WebSocket upgrade (400, `upgrade.rs`), draining (503), at the connection cap (503), a
+//! token in the URL (400), too many connects from one IP (429), a bad header token (401). An
+//! origin not allowed is the exception: browsers cannot read the status of a refused upgrade
+//! (they see 1006 and retry), so it is upgraded and closed at once with 4003, which a browser
+//! client can act on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -105,12 +105,11 @@ impl ReadHub {
     }
 
     /// Tells every local session that the process-wide events changed (`crate::events`).
+    /// Done under the lock: a wake only schedules the session's task, and copying 15,000
+    /// mailbox pointers out first would cost more than the pass itself.
     pub fn wake_all(&self) {
-        let boxes: Vec<Arc<Mailbox>> = {
-            let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-            users.values().flat_map(|v| v.iter().map(|(_, m)| m.clone())).collect()
-        };
-        for m in boxes {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, m) in users.values().flatten() {
             m.events.store(true, Ordering::Release);
             m.waker.wake();
         }

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::api::error::ApiError;
 
@@ -98,7 +98,7 @@ async fn open(pending: hyper::upgrade::OnUpgrade, config: WebSocketConfig) -> Op
     let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(p) => p,
         Err(_) => {
-            tracing::error!("an upgraded connection is not a TCP stream; closing it");
+            error!("an upgraded connection is not a TCP stream; closing it");
             return None;
         }
     };
