@@ -18,7 +18,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::get;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::api;
 use crate::api::error::ApiError;
@@ -111,17 +110,7 @@ async fn ws(
         // A place frees when one of the address's sockets closes: no telling when.
         Err(NoSlot::IpFull) => return Err(refuse("ip_connections", ApiError::TooMany { retry_after: IP_FULL_RETRY })),
     };
-    let max = st.config.limits.max_frame_bytes;
-    // tungstenite's defaults (128 KiB read buffer, 64 MiB messages) cost ~136 KB per idle socket
-    // and let one frame eat memory. The read buffer is allocated up front and kept for the
-    // socket's life, and clients send little (hello, refresh, ack): 512 bytes, grown on demand up
-    // to the frame limit. No write buffer: the session coalesces and flushes.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(0)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    let (response, open) = upgrade.accept(config);
+    let (response, open) = upgrade.accept(st.config.limits.max_frame_bytes);
     let conn = Box::new(Accepted { state: st.clone(), ip, header_claims, origin_ok, _slot: slot });
     // The socket's one task: while the session lives it holds three pointers (the opening, the
     // accepted request, the session), each step's state in its own allocation.

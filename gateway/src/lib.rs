@@ -27,6 +27,7 @@ pub mod serve;
 pub mod session;
 pub mod state;
 pub mod upgrade;
+pub mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::ws::{self, Message};
 use futures::{Sink, Stream};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::upgrade::Ws;
 
@@ -33,7 +33,7 @@ pub struct Outbound {
 /// What the socket did.
 #[derive(Debug)]
 pub enum Io {
-    Inbound(Option<Result<Message, tungstenite::Error>>),
+    Inbound(Option<Result<Message, ws::Error>>),
     WriteFailed,
 }
 
@@ -53,7 +53,7 @@ impl Outbound {
         if self.queue.len() >= self.max_frames || self.bytes + frame.len() > self.max_bytes {
             return Err(Full);
         }
-        self.push_message(Message::Text(Utf8Bytes::from(frame)));
+        self.push_message(Message::Text(frame));
         Ok(())
     }
 
@@ -147,7 +147,6 @@ fn len(m: &Message) -> usize {
         Message::Text(t) => t.len(),
         Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
         Message::Close(_) => 0,
-        Message::Frame(f) => f.len(),
     }
 }
 

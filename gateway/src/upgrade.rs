@@ -14,15 +14,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{debug, error};
 
 use crate::api::error::ApiError;
 
 /// A WebSocket on the connection's own TCP stream.
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = crate::ws::WebSocket;
 
 /// The opening of an accepted socket: `None` when the client went away first.
 pub type Opening = Pin<Box<dyn Future<Output = Option<Box<Ws>>> + Send>>;
@@ -73,7 +71,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 impl Upgrade {
     /// The 101 answer, and the socket it opens. The opening is boxed and ends once the socket
     /// is open, so a task awaiting it keeps only a pointer's room for it.
-    pub fn accept(self, config: WebSocketConfig) -> (Response, Opening) {
+    pub fn accept(self, max_message: usize) -> (Response, Opening) {
         let response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
@@ -81,11 +79,11 @@ impl Upgrade {
             .header(header::SEC_WEBSOCKET_ACCEPT, self.accept)
             .body(axum::body::Body::empty())
             .expect("a valid response");
-        (response, Box::pin(open(self.pending, config)))
+        (response, Box::pin(open(self.pending, max_message)))
     }
 }
 
-async fn open(pending: hyper::upgrade::OnUpgrade, config: WebSocketConfig) -> Option<Box<Ws>> {
+async fn open(pending: hyper::upgrade::OnUpgrade, max_message: usize) -> Option<Box<Ws>> {
     let upgraded = match pending.await {
         Ok(u) => u,
         Err(e) => {
@@ -103,10 +101,5 @@ async fn open(pending: hyper::upgrade::OnUpgrade, config: WebSocketConfig) -> Op
         }
     };
     let tcp = parts.io.into_inner();
-    let ws = if parts.read_buf.is_empty() {
-        WebSocketStream::from_raw_socket(tcp, Role::Server, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(tcp, parts.read_buf.to_vec(), Role::Server, Some(config)).await
-    };
-    Some(Box::new(ws))
+    Some(Box::new(Ws::new(tcp, parts.read_buf.to_vec(), max_message)))
 }

@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::ws::{Error as WsError, Message};
 use futures::StreamExt;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::End;
 use crate::auth::{AuthError, Claims};
@@ -52,11 +52,11 @@ async fn next_text(socket: &mut Ws, state: &AppState, ip: IpAddr) -> Result<Stri
         match socket.next().await {
             None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
             Some(Err(e)) => return Err(read_error(e)),
-            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+            Some(Ok(Message::Text(t))) => return Ok(t),
             Some(Ok(Message::Binary(_))) => {
                 return Err(End::protocol("binary frames are not part of the protocol"));
             }
-            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Ok(Message::Pong(_))) => {}
             Some(Ok(Message::Ping(_))) => {
                 if !state.frame_limit.allow(ip) {
                     state.metrics.rate_limited.inc();
@@ -74,7 +74,7 @@ async fn next_text(socket: &mut Ws, state: &AppState, ip: IpAddr) -> Result<Stri
 /// A frame over the size limit is a protocol error (4008); anything else means the peer is gone.
 pub(super) fn read_error(e: WsError) -> End {
     match e {
-        WsError::Capacity(c) => End::protocol(format!("frame too large: {c}")),
+        WsError::TooLarge { .. } => End::protocol(format!("frame too large: {e}")),
         _ => End::Gone,
     }
 }

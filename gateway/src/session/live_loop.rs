@@ -5,9 +5,9 @@
 use std::future::poll_fn;
 use std::time::Duration;
 
+use crate::ws::{self, Message};
 use rand::Rng;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::handshake::read_error;
 use super::{End, Session, now_secs};
@@ -176,7 +176,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_client(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Result<(), End> {
+    fn on_client(&mut self, msg: Option<Result<Message, ws::Error>>) -> Result<(), End> {
         let text = match msg {
             None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
             Some(Err(e)) => return Err(read_error(e)),
@@ -186,8 +186,6 @@ impl Session {
                 self.awaiting_pong = false;
                 return self.count_frame();
             }
-            // tungstenite never reads a raw frame; should it, there is nothing to do.
-            Some(Ok(Message::Frame(_))) => return Ok(()),
             Some(Ok(Message::Pong(_))) => {
                 self.awaiting_pong = false;
                 return Ok(());
@@ -200,7 +198,7 @@ impl Session {
         self.awaiting_pong = false;
         self.count_frame()?;
         let st = &self.state;
-        match ClientFrame::parse(text.as_str()).map_err(End::protocol)? {
+        match ClientFrame::parse(&text).map_err(End::protocol)? {
             ClientFrame::Hello { .. } => Err(End::protocol("hello was already received")),
             ClientFrame::Ack { .. } => Ok(()),
             ClientFrame::Refresh { token } => {

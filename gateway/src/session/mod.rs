@@ -24,12 +24,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::ws::{CloseFrame, Message};
 use futures::{SinkExt, StreamExt};
 use herald_core::Cursor;
 use herald_core::subject;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::debug;
 
 use crate::auth::{AuthError, Claims};
@@ -108,7 +107,7 @@ pub async fn run(mut socket: Socket, state: &Arc<AppState>, ip: IpAddr, header_c
 async fn goodbye(mut socket: Socket, state: &AppState, end: End) {
     match end {
         End::GoingAway => {
-            let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY.into(), reason: "drained".into() }));
+            let close = Message::Close(Some(CloseFrame { code: close::GOING_AWAY, reason: "drained".into() }));
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
         }
         End::Close { code, error, message } => {
@@ -117,7 +116,7 @@ async fn goodbye(mut socket: Socket, state: &AppState, end: End) {
             }
             refuse(&mut socket, code, error, &message).await;
         }
-        // A client that closed is owed its close frame back (RFC 6455 §5.5.1), which tungstenite
+        // A client that closed is owed its close frame back (RFC 6455 §5.5.1), which the socket
         // queued when it read the client's: without this flush the client sees 1006, abnormal.
         End::Gone => {
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
@@ -131,8 +130,8 @@ pub async fn refuse(socket: &mut Ws, code: u16, error: &'static str, message: &s
     debug!(code, error, %message, "closing session");
     // A client that stopped reading would block these forever; give them a moment.
     let bye = async {
-        socket.send(Message::Text(protocol::error(error, message).into())).await?;
-        socket.send(Message::Close(Some(CloseFrame { code: code.into(), reason: error.into() }))).await
+        socket.send(Message::Text(protocol::error(error, message))).await?;
+        socket.send(Message::Close(Some(CloseFrame { code, reason: error.into() }))).await
     };
     if tokio::time::timeout(Duration::from_secs(1), bye).await.is_ok_and(|r| r.is_ok()) {
         linger(socket).await;
@@ -238,7 +237,7 @@ impl Session {
     /// Sends one frame now, after everything queued.
     async fn send_now(&mut self, text: String) -> Result<(), End> {
         self.flush_queue().await?;
-        let send = self.socket.send(Message::Text(text.into()));
+        let send = self.socket.send(Message::Text(text));
         match tokio::time::timeout(self.state.config.limits.write_timeout, send).await {
             Err(_) => Err(End::too_slow("the client is not reading")),
             Ok(Err(_)) => Err(End::Gone),

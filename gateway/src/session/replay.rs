@@ -17,9 +17,9 @@
 
 use std::time::Duration;
 
+use crate::ws::Message;
 use futures::SinkExt;
 use herald_core::subject;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::{End, Session};
 use crate::auth::AuthError;
@@ -241,7 +241,7 @@ impl Session {
                         _ => std::str::from_utf8(&e.payload).unwrap_or("null"),
                     };
                     let frame = protocol::notification(herald_core::Cursor::new(epoch, e.seq), replay, payload);
-                    socket.feed(Message::Text(frame.into())).await?;
+                    socket.feed(Message::Text(frame)).await?;
                     sent += 1;
                 }
                 last = e.seq;
