@@ -51,6 +51,23 @@ async fn a_4_mib_frame_or_a_broken_one_is_refused_with_4008_and_the_gateway_stil
         c.send_text(bad).await?;
         assert!(closed_with(&drain_events(&mut c, Duration::from_secs(2)).await, 4008), "{bad}");
     }
+    // Below the JSON: a frame that breaks RFC 6455 (text that is not UTF-8, a frame a client did
+    // not mask) gets the same 4008 and its reason, not a silent drop.
+    for raw in [&[0x81, 0x82, 1, 2, 3, 4, 0xC3 ^ 1, 0x28 ^ 2][..], &[0x81, 0x02, b'h', b'i']] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(stack.ws_url(0)).await?;
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else { panic!("plain TCP") };
+        tokio::io::AsyncWriteExt::write_all(tcp, raw).await?;
+        let mut got = (None, None);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+            match m {
+                Message::Text(t) => got.0 = Some(t.to_string()),
+                Message::Close(Some(f)) => got.1 = Some(u16::from(f.code)),
+                _ => {}
+            }
+        }
+        assert_eq!(got.1, Some(4008), "{raw:?}: {got:?}");
+        assert!(got.0.is_some_and(|t| t.contains("protocol violation")), "{raw:?}");
+    }
     let mut ok = stack.connect("fine", None).await?;
     stack.publish("served", &["fine"]).await?;
     assert!(matches!(next_event(&mut ok).await?, Event::Notification { .. }));

@@ -71,10 +71,12 @@ async fn next_text(socket: &mut Ws, state: &AppState, ip: IpAddr) -> Result<Stri
     }
 }
 
-/// A frame over the size limit is a protocol error (4008); anything else means the peer is gone.
+/// A frame over the size limit or one that breaks RFC 6455 is a protocol error (4008, with the
+/// reason); a failed read means the peer is gone.
 pub(super) fn read_error(e: WsError) -> End {
     match e {
         WsError::TooLarge { .. } => End::protocol(format!("frame too large: {e}")),
-        _ => End::Gone,
+        WsError::Protocol(_) => End::protocol(e.to_string()),
+        WsError::Io(_) | WsError::Closed => End::Gone,
     }
 }

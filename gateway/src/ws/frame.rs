@@ -45,6 +45,8 @@ impl Header {
                 None => return Ok(None),
             },
             127 => match buf.get(2..10) {
+                // The most significant bit must be 0 (RFC 6455 §5.2).
+                Some(b) if b[0] & 0x80 != 0 => return Err(Error::Protocol("a 64-bit length with its top bit set")),
                 Some(b) => (u64::from_be_bytes(b.try_into().expect("eight bytes")), 10),
                 None => return Ok(None),
             },
@@ -120,20 +122,34 @@ pub fn valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// A client's frame, as a client sends it: `first` is the whole first byte (FIN, RSV, opcode).
+#[cfg(test)]
+pub fn client(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::new();
+    encode(&mut f, first & 0x0F, payload);
+    f[0] = first;
+    f[1] |= 0x80;
+    let at = f.len() - payload.len();
+    f.splice(at..at, mask);
+    for (i, b) in f[at + 4..].iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A client's frame: masked with `mask`.
-    fn client(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut f = Vec::new();
-        encode(&mut f, first & 0x0F, payload);
-        f[0] = first;
-        f[1] |= 0x80;
-        let at = f.len() - payload.len();
-        f.splice(at..at, mask);
-        unmask(&mut f[at + 4..], mask);
-        f
+    #[test]
+    fn reads_the_rfc_sample_frame() {
+        // RFC 6455 §5.7: a masked "Hello".
+        let f = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let h = Header::parse(&f, 125).unwrap().unwrap();
+        assert_eq!((h.fin, h.opcode, h.len, h.payload), (true, TEXT, 6, 5));
+        let mut body = f[6..].to_vec();
+        unmask(&mut body, h.mask);
+        assert_eq!(body, b"Hello");
     }
 
     #[test]
@@ -158,7 +174,13 @@ mod tests {
         let m = [9, 9, 9, 9];
         let bad = |f: &[u8]| Header::parse(f, 1000).unwrap_err();
         assert!(matches!(bad(&[0x81, 0x05, 0, 0, 0, 0, 0]), Error::Protocol(_)), "unmasked");
-        assert!(matches!(bad(&client(0xC1, b"x", m)), Error::Protocol(_)), "rsv1 without an extension");
+        for rsv in [0x40, 0x20, 0x10] {
+            assert!(matches!(bad(&client(0x81 | rsv, b"x", m)), Error::Protocol(_)), "rsv {rsv:#x}");
+        }
+        assert!(matches!(bad(&client(0x8B, b"x", m)), Error::Protocol(_)), "opcode 0xB");
+        assert!(matches!(bad(&client(0x88, &[3; 126], m)), Error::Protocol(_)), "a 126-byte close");
+        assert!(matches!(bad(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0]), Error::Protocol(_)), "top bit");
+        assert!(matches!(bad(&[0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0]), Error::TooLarge { .. }), "64-bit form");
         assert!(matches!(bad(&client(0x83, b"x", m)), Error::Protocol(_)), "opcode 3");
         assert!(matches!(bad(&client(0x09, b"x", m)), Error::Protocol(_)), "a fragmented ping");
         assert!(matches!(bad(&client(0x89, &[0; 126], m)), Error::Protocol(_)), "a 126-byte ping");

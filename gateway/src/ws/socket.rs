@@ -34,8 +34,10 @@ enum State {
 #[derive(Debug)]
 pub struct WebSocket {
     io: TcpStream,
-    /// Bytes read past the last whole frame: empty (no allocation) between frames.
+    /// Bytes read and not yet taken as frames, from `read_at` on: empty (no allocation) between
+    /// frames. Frames are taken by moving the offset; the rest moves down once per socket read.
     read: Vec<u8>,
+    read_at: usize,
     /// A fragmented message being put together: its opcode and its payload so far.
     partial: Option<(u8, Vec<u8>)>,
     /// Encoded frames the socket has not taken yet, from `written` on.
@@ -56,55 +58,83 @@ impl WebSocket {
         WebSocket {
             io,
             read: already_read,
+            read_at: 0,
             partial: None,
             write: Vec::new(),
             written: 0,
             pong: None,
-            max: max_message,
+            // Bounded so that a header's length plus its payload cannot overflow.
+            max: max_message.min(u32::MAX as usize),
             state: State::Open,
         }
     }
 
-    /// Writes everything queued (a pending pong first joins the queue).
+    /// Writes everything queued, then the pending pong. The pong joins the buffer only once
+    /// the socket took the rest: while a client does not read, its pings replace one another
+    /// instead of piling up pongs.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if let Some(p) = self.pong.take() {
-            frame::encode(&mut self.write, frame::PONG, &p);
-        }
-        while self.written < self.write.len() {
-            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.write[self.written..])) {
-                Ok(0) => return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into())),
-                Ok(n) => self.written += n,
-                Err(e) => return Poll::Ready(Err(e.into())),
+        loop {
+            while self.written < self.write.len() {
+                match ready!(Pin::new(&mut self.io).poll_write(cx, &self.write[self.written..])) {
+                    Ok(0) => return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into())),
+                    Ok(n) => self.written += n,
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            // Released, not cleared: an idle socket holds no buffer.
+            self.write = Vec::new();
+            self.written = 0;
+            match self.pong.take() {
+                Some(p) => frame::encode(&mut self.write, frame::PONG, &p),
+                None => return Poll::Ready(Ok(())),
             }
         }
-        // Released, not cleared: an idle socket holds no buffer.
-        self.write = Vec::new();
-        self.written = 0;
-        Poll::Ready(Ok(()))
     }
 
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Message, Error>>> {
         self.state = State::Failed;
         self.read = Vec::new();
+        self.read_at = 0;
         self.partial = None;
         Poll::Ready(Some(Err(e)))
     }
 
     /// The next whole frame in the read buffer, taken off it and unmasked.
     fn take_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, Error> {
-        let Some(h) = Header::parse(&self.read, self.max)? else { return Ok(None) };
+        let unread = &self.read[self.read_at..];
+        let Some(h) = Header::parse(unread, self.max)? else { return Ok(None) };
+        // A continuation that would take its message past the limit is refused from its header
+        // too, so at most one message's worth is ever held.
+        if h.opcode == frame::CONTINUATION
+            && let Some((_, data)) = &self.partial
+            && data.len() + h.payload > self.max
+        {
+            return Err(Error::TooLarge { size: data.len() + h.payload, max: self.max });
+        }
         let end = h.len + h.payload;
-        if self.read.len() < end {
+        if unread.len() < end {
             return Ok(None);
         }
-        let mut payload = self.read[h.len..end].to_vec();
+        let mut payload = unread[h.len..end].to_vec();
         frame::unmask(&mut payload, h.mask);
-        if self.read.len() == end {
+        self.read_at += end;
+        if self.read_at == self.read.len() {
             self.read = Vec::new();
-        } else {
-            self.read.drain(..end);
+            self.read_at = 0;
+        } else if self.read_at >= READ_CHUNK {
+            // Past a large frame: its buffer is not kept for the bytes after it.
+            self.compact();
         }
         Ok(Some((h, payload)))
+    }
+
+    /// What is left of the read buffer moves to a buffer of its own size (before a read, or
+    /// after a large frame): linear in what is read, however small the frames.
+    fn compact(&mut self) {
+        if self.read_at > 0 {
+            self.read = self.read[self.read_at..].to_vec();
+            self.read_at = 0;
+        }
     }
 
     /// What a frame means: a message for the caller, or `None` when it is part of one.
@@ -150,10 +180,7 @@ impl WebSocket {
                 let Some((opcode, mut data)) = self.partial.take() else {
                     return Err(Error::Protocol("a continuation with no message to continue"));
                 };
-                let size = data.len() + payload.len();
-                if size > self.max {
-                    return Err(Error::TooLarge { size, max: self.max });
-                }
+                // The total was checked against the limit from the frame's header (`take_frame`).
                 data.extend_from_slice(&payload);
                 if h.fin {
                     return message(opcode, data).map(Some);
@@ -210,7 +237,10 @@ impl Stream for WebSocket {
                     this.state = State::Done;
                     return Poll::Ready(None);
                 }
-                Ok(()) => this.read.extend_from_slice(buf.filled()),
+                Ok(()) => {
+                    this.compact();
+                    this.read.extend_from_slice(buf.filled());
+                }
             }
         }
     }
@@ -263,7 +293,7 @@ impl Sink<Message> for WebSocket {
 #[cfg(test)]
 mod tests {
     //! Against tungstenite's client on a real TCP connection: a second implementation reading and
-    //! writing what this one does.
+    //! writing what this one does. Frames a client would never send are written raw.
 
     use futures::{SinkExt, StreamExt};
     use tokio::io::AsyncWriteExt;
@@ -274,6 +304,9 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::{CloseFrame as TCloseFrame, Role, WebSocketConfig};
 
     use super::*;
+    use crate::ws::frame::client as raw;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
     /// A server socket and a tungstenite client on the two ends of one TCP connection.
     async fn pair(already_read: Vec<u8>, max: usize) -> (WebSocket, WebSocketStream<TcpStream>) {
@@ -285,26 +318,33 @@ mod tests {
         (WebSocket::new(server, already_read, max), client)
     }
 
+    async fn write_raw(client: &mut WebSocketStream<TcpStream>, frames: &[(u8, &[u8])]) {
+        let bytes: Vec<u8> = frames.iter().flat_map(|(first, payload)| raw(*first, payload, MASK)).collect();
+        client.get_mut().write_all(&bytes).await.unwrap();
+    }
+
+    async fn next(server: &mut WebSocket) -> Message {
+        server.next().await.unwrap().unwrap()
+    }
+
     #[tokio::test]
     async fn messages_both_ways_fragmented_and_coalesced() {
         let (mut server, mut client) = pair(Vec::new(), 64 * 1024).await;
         client.send(TMessage::text("hello")).await.unwrap();
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text("hello".into()));
-        // A fragmented text message with a ping between its fragments (RFC 6455 §5.4).
-        let raw = client.get_mut();
-        let frames: [(u8, &[u8]); 3] = [(0x01, "héllo, ".as_bytes()), (0x89, b"p"), (0x80, "wörld".as_bytes())];
-        for (first, payload) in frames {
-            let mut f = Vec::new();
-            frame::encode(&mut f, first & 0x0F, payload);
-            f[0] = first;
-            f[1] |= 0x80;
-            f.splice(2..2, [0, 0, 0, 0]);
-            raw.write_all(&f).await.unwrap();
-        }
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::Ping(b"p".to_vec()));
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text("héllo, wörld".into()));
+        assert_eq!(next(&mut server).await, Message::Text("hello".into()));
+        // A fragmented text message split inside a character ("é" is C3 A9), a ping between
+        // its fragments (RFC 6455 §5.4), many small frames in one read.
+        let e = "é".as_bytes();
+        write_raw(&mut client, &[(0x01, &[b'h', e[0]]), (0x89, b"p"), (0x00, &[e[1], b'!']), (0x80, b" ok")]).await;
+        assert_eq!(next(&mut server).await, Message::Ping(b"p".to_vec()));
+        assert_eq!(next(&mut server).await, Message::Text("hé! ok".into()));
         // The ping was answered without the server writing anything itself.
         assert_eq!(client.next().await.unwrap().unwrap(), TMessage::Pong(b"p".to_vec().into()));
+        let many: Vec<(u8, &[u8])> = (0..500).map(|_| (0x81u8, &b"ack"[..])).collect();
+        write_raw(&mut client, &many).await;
+        for _ in 0..500 {
+            assert_eq!(next(&mut server).await, Message::Text("ack".into()));
+        }
         // Many frames, one flush; sizes across every length form.
         let sizes = [0, 1, 125, 126, 65_535, 65_536, 200_000];
         for n in sizes {
@@ -319,26 +359,61 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_the_http_server_read_past_the_request_come_first() {
-        let mut early = Vec::new();
-        frame::encode(&mut early, frame::TEXT, b"early");
-        early[1] |= 0x80;
-        early.splice(2..2, [0, 0, 0, 0]);
-        let (mut server, mut client) = pair(early, 1024).await;
+        let (mut server, mut client) = pair(raw(0x81, b"early", MASK), 1024).await;
         client.send(TMessage::text("later")).await.unwrap();
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text("early".into()));
-        assert_eq!(server.next().await.unwrap().unwrap(), Message::Text("later".into()));
+        assert_eq!(next(&mut server).await, Message::Text("early".into()));
+        assert_eq!(next(&mut server).await, Message::Text("later".into()));
+    }
+
+    #[tokio::test]
+    async fn pings_from_a_client_that_does_not_read_are_answered_once() {
+        let (mut server, mut client) = pair(Vec::new(), 1024).await;
+        // Fill the socket until the kernel takes no more (a flush that is pending: the client
+        // reads nothing, so it stays full).
+        let mut sent = 0;
+        loop {
+            server.feed(Message::Text("y".repeat(60_000))).await.unwrap();
+            sent += 1;
+            let flushed = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut server).poll_flush(cx))).await;
+            if flushed.is_pending() {
+                break;
+            }
+        }
+        let held = server.write.len();
+        for i in 0..100u8 {
+            write_raw(&mut client, &[(0x89, &[i])]).await;
+        }
+        for i in 0..100u8 {
+            assert_eq!(next(&mut server).await, Message::Ping(vec![i]));
+        }
+        assert_eq!(server.write.len(), held, "no pong piled up behind the blocked writes");
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Ok(m)) = client.next().await {
+                got.push(m);
+            }
+            got
+        });
+        server.flush().await.unwrap();
+        server.send(Message::Close(None)).await.unwrap();
+        // A client reads on until the server closes the TCP connection.
+        drop(server);
+        let got = reader.await.unwrap();
+        let texts = got.iter().filter(|m| matches!(m, TMessage::Text(_))).count();
+        let pongs: Vec<_> = got.iter().filter(|m| matches!(m, TMessage::Pong(_))).collect();
+        assert_eq!(texts, sent);
+        assert_eq!(pongs, [&TMessage::Pong(vec![99].into())], "one pong, for the newest ping");
     }
 
     #[tokio::test]
     async fn the_close_handshake_either_way() {
-        // The client closes: the server reads it, answers with the same code, and reads no more.
+        // The client closes in the middle of a fragmented message (control frames may come
+        // between fragments): the server reads it, answers with the same code, reads no more.
         let (mut server, mut client) = pair(Vec::new(), 1024).await;
+        write_raw(&mut client, &[(0x01, b"half")]).await;
         let bye = TCloseFrame { code: CloseCode::Normal, reason: "bye".into() };
         client.send(TMessage::Close(Some(bye))).await.unwrap();
-        assert_eq!(
-            server.next().await.unwrap().unwrap(),
-            Message::Close(Some(CloseFrame { code: 1000, reason: "bye".into() }))
-        );
+        assert_eq!(next(&mut server).await, Message::Close(Some(CloseFrame { code: 1000, reason: "bye".into() })));
         assert!(server.next().await.is_none());
         assert!(matches!(server.send(Message::Text("late".into())).await, Err(Error::Closed)));
         server.flush().await.unwrap();
@@ -349,21 +424,30 @@ mod tests {
         // The server closes: the client sees the code, and the server reads until its answer.
         let (mut server, mut client) = pair(Vec::new(), 1024).await;
         server.send(Message::Close(Some(CloseFrame { code: 4008, reason: "protocol".into() }))).await.unwrap();
+        assert!(matches!(server.send(Message::Text("late".into())).await, Err(Error::Closed)));
         match client.next().await.unwrap().unwrap() {
             TMessage::Close(Some(c)) => assert_eq!((u16::from(c.code), c.reason.as_str()), (4008, "protocol")),
             other => panic!("expected the close, got {other:?}"),
         }
+        client.send(TMessage::text("in flight")).await.ok();
         // tungstenite answers the close as it reads it; flushing sends the answer.
         let _ = client.flush().await;
-        assert!(matches!(server.next().await.unwrap().unwrap(), Message::Close(Some(CloseFrame { code: 4008, .. }))));
+        assert!(matches!(next(&mut server).await, Message::Close(Some(CloseFrame { code: 4008, .. }))));
         assert!(server.next().await.is_none());
+        // A close code no peer may send, or a one-byte close payload, fails the connection.
+        for payload in [&[0x03, 0xED][..], &[0x03]] {
+            let (mut server, mut client) = pair(Vec::new(), 1024).await;
+            write_raw(&mut client, &[(0x88, payload)]).await;
+            assert!(matches!(server.next().await.unwrap(), Err(Error::Protocol(_))), "{payload:?}");
+        }
     }
 
     #[tokio::test]
     async fn a_frame_over_the_limit_is_refused_from_its_header() {
         let (mut server, mut client) = pair(Vec::new(), 1000).await;
-        client.send(TMessage::text("y".repeat(1001))).await.unwrap();
-        assert!(matches!(server.next().await.unwrap(), Err(Error::TooLarge { size: 1001, max: 1000 })));
+        // Only the header: the payload is never sent, and the refusal does not wait for it.
+        client.get_mut().write_all(&raw(0x81, &[0; 70_000], MASK)[..14]).await.unwrap();
+        assert!(matches!(server.next().await.unwrap(), Err(Error::TooLarge { size: 70_000, max: 1000 })));
         assert!(server.next().await.is_none(), "a failed connection reads nothing more");
         // The reason still reaches the client.
         server.send(Message::Close(Some(CloseFrame { code: 4008, reason: "too large".into() }))).await.unwrap();
@@ -371,29 +455,40 @@ mod tests {
             TMessage::Close(Some(c)) => assert_eq!(u16::from(c.code), 4008),
             other => panic!("expected the close, got {other:?}"),
         }
-        // A message over the limit in small fragments is refused too.
+        // A message over the limit in fragments: refused from the header of the fragment that
+        // would pass it, before its payload.
         let (mut server, mut client) = pair(Vec::new(), 1000).await;
-        let raw = client.get_mut();
-        for first in [0x01u8, 0x00, 0x00] {
-            let mut f = Vec::new();
-            frame::encode(&mut f, first, &[b'z'; 400]);
-            f[0] = first;
-            f[1] |= 0x80;
-            f.splice(4..4, [0, 0, 0, 0]);
-            raw.write_all(&f).await.unwrap();
-        }
+        write_raw(&mut client, &[(0x01, &[b'z'; 400]), (0x00, &[b'z'; 400])]).await;
+        client.get_mut().write_all(&raw(0x80, &[b'z'; 400], MASK)[..8]).await.unwrap();
         assert!(matches!(server.next().await.unwrap(), Err(Error::TooLarge { size: 1200, max: 1000 })));
     }
 
     #[tokio::test]
+    async fn a_large_frame_leaves_no_large_buffer_behind() {
+        let (mut server, mut client) = pair(Vec::new(), 64 * 1024).await;
+        // A frame at the limit and the first byte of the next, then nothing.
+        let mut bytes = raw(0x81, &[b'a'; 64 * 1024], MASK);
+        bytes.push(0x81);
+        client.get_mut().write_all(&bytes).await.unwrap();
+        assert_eq!(next(&mut server).await, Message::Text("a".repeat(64 * 1024)));
+        assert!(server.read.capacity() < 64, "{} bytes kept for one", server.read.capacity());
+    }
+
+    #[tokio::test]
     async fn what_is_not_websocket_fails_the_connection() {
-        let (mut server, mut client) = pair(Vec::new(), 1000).await;
-        // Text that is not UTF-8, written raw (tungstenite's client would refuse to send it).
-        client.get_mut().write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28]).await.unwrap();
-        assert!(matches!(server.next().await.unwrap(), Err(Error::Protocol(_))));
-        let (mut server, mut client) = pair(Vec::new(), 1000).await;
-        client.get_mut().write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        assert!(matches!(server.next().await.unwrap(), Err(Error::Protocol(_))));
+        let cases: [&[u8]; 4] = [
+            // Text that is not UTF-8 (tungstenite's client would refuse to send it).
+            &raw(0x81, &[0xC3, 0x28], MASK),
+            // A continuation with nothing to continue; a new message inside a fragmented one.
+            &raw(0x80, b"x", MASK),
+            &[raw(0x01, b"x", MASK), raw(0x81, b"y", MASK)].concat(),
+            b"GET / HTTP/1.1\r\n\r\n",
+        ];
+        for bytes in cases {
+            let (mut server, mut client) = pair(Vec::new(), 1000).await;
+            client.get_mut().write_all(bytes).await.unwrap();
+            assert!(matches!(server.next().await.unwrap(), Err(Error::Protocol(_))), "{bytes:?}");
+        }
         // A peer that goes away without a close is the stream's end.
         let (mut server, client) = pair(Vec::new(), 1000).await;
         drop(client);
