@@ -67,7 +67,7 @@ type Sessions = Vec<(u64, Arc<Mailbox>)>;
 /// Every local session's mailbox, by user token.
 #[derive(Default)]
 pub struct ReadHub {
-    users: Mutex<HashMap<String, Sessions>>,
+    users: Mutex<HashMap<Arc<str>, Sessions>>,
     next: AtomicU64,
     pub dropped: AtomicU64,
 }
@@ -81,7 +81,8 @@ impl std::fmt::Debug for ReadHub {
 /// One session's registration; dropping it unregisters.
 pub struct ReadSub {
     hub: Arc<ReadHub>,
-    key: String,
+    /// The map's own key, shared: one copy of the user's token per session, not two.
+    key: Arc<str>,
     id: u64,
     mailbox: Arc<Mailbox>,
     /// The change number of the newest count this session sent (shared with the session, which
@@ -92,15 +93,17 @@ pub struct ReadSub {
 impl ReadHub {
     /// Registers a session of `user`; `sent_rev` is its newest count's change number.
     pub fn register(self: &Arc<Self>, user: &str, sent_rev: Arc<AtomicU64>) -> ReadSub {
-        let key = token(user);
+        let token = token(user);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
-        self.users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .push((id, mailbox.clone()));
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let key = match users.get_key_value(token.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(token),
+        };
+        // Most users have one session here: room for one, not the four a first push reserves.
+        users.entry(key.clone()).or_insert_with(|| Vec::with_capacity(1)).push((id, mailbox.clone()));
+        drop(users);
         ReadSub { hub: self.clone(), key, id, mailbox, sent_rev }
     }
 
@@ -172,10 +175,10 @@ impl ReadSub {
 impl Drop for ReadSub {
     fn drop(&mut self) {
         let mut users = self.hub.users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = users.get_mut(&self.key) {
+        if let Some(v) = users.get_mut(&*self.key) {
             v.retain(|(id, _)| *id != self.id);
             if v.is_empty() {
-                users.remove(&self.key);
+                users.remove(&*self.key);
             }
         }
     }
@@ -274,6 +277,6 @@ mod tests {
         assert_eq!(a.mailbox.queue.lock().unwrap().len(), 1);
         assert!(b.mailbox.queue.lock().unwrap().is_empty());
         drop(a);
-        assert!(!hub.users.lock().unwrap().contains_key(&token("a.b")));
+        assert!(!hub.users.lock().unwrap().contains_key(token("a.b").as_str()));
     }
 }

@@ -27,7 +27,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::ws::{CloseFrame, Message};
 use futures::{SinkExt, StreamExt};
 use herald_core::Cursor;
-use herald_core::subject;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -161,7 +160,6 @@ struct Session {
     state: Arc<AppState>,
     claims: Claims,
     ip: IpAddr,
-    subject: String,
     out: Outbound,
     /// The process-wide events as this session last acted on them.
     generation: Generation,
@@ -183,7 +181,6 @@ struct Session {
 impl Session {
     fn new(socket: Socket, state: Arc<AppState>, ip: IpAddr, claims: Claims) -> Box<Self> {
         Box::new(Session {
-            subject: subject::user_subject(&claims.sub),
             out: Outbound::new(state.config.limits.outbound_frames, state.config.limits.outbound_bytes),
             generation: Generation::default(),
             socket,

@@ -260,23 +260,23 @@ impl Session {
 
     /// The newest sequence of the user, from the leader.
     async fn newest(&mut self) -> Result<u64, End> {
-        let (st, subject) = (self.state.clone(), self.subject.clone());
+        let (st, subject) = (self.state.clone(), subject::user_subject(&self.claims.sub));
         bounded(&st, || st.log.last_seq(&subject)).await
     }
 
     async fn count(&mut self) -> Result<u64, End> {
-        let (st, subject) = (self.state.clone(), self.subject.clone());
+        let (st, subject) = (self.state.clone(), subject::user_subject(&self.claims.sub));
         bounded(&st, || st.log.count(&subject)).await
     }
 
     async fn read_batch(&mut self, from: u64, batch: usize) -> Result<Vec<Entry>, End> {
-        let (st, subject) = (self.state.clone(), self.subject.clone());
+        let (st, subject) = (self.state.clone(), subject::user_subject(&self.claims.sub));
         let max_bytes = st.config.replay_batch_bytes.max(1);
         bounded(&st, || st.log.batch(&subject, from, batch, max_bytes)).await
     }
 
     async fn read_leader(&mut self, from: u64) -> Result<Option<Entry>, End> {
-        let (st, subject) = (self.state.clone(), self.subject.clone());
+        let (st, subject) = (self.state.clone(), subject::user_subject(&self.claims.sub));
         bounded(&st, || st.log.next_leader(&subject, from)).await
     }
 }
