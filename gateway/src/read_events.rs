@@ -81,7 +81,7 @@ impl std::fmt::Debug for ReadHub {
 /// One session's registration; dropping it unregisters.
 pub struct ReadSub {
     hub: Arc<ReadHub>,
-    /// The map's own key, shared: one copy of the user's token per session, not two.
+    /// The map's own key, shared: one copy of the user's token per user, not one per session.
     key: Arc<str>,
     id: u64,
     mailbox: Arc<Mailbox>,

@@ -92,7 +92,8 @@ impl WebSocket {
     }
 
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Message, Error>>> {
-        self.state = State::Failed;
+        // Failed only from open: a close already begun stays closed.
+        self.state = if self.state == State::Open { State::Failed } else { State::Done };
         self.read = Vec::new();
         self.read_at = 0;
         self.partial = None;
@@ -103,13 +104,18 @@ impl WebSocket {
     fn take_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, Error> {
         let unread = &self.read[self.read_at..];
         let Some(h) = Header::parse(unread, self.max)? else { return Ok(None) };
-        // A continuation that would take its message past the limit is refused from its header
-        // too, so at most one message's worth is ever held.
-        if h.opcode == frame::CONTINUATION
-            && let Some((_, data)) = &self.partial
-            && data.len() + h.payload > self.max
-        {
-            return Err(Error::TooLarge { size: data.len() + h.payload, max: self.max });
+        // Refused from the header too, so at most one message's worth is ever held: a
+        // continuation that would take its message past the limit, one with nothing to continue,
+        // a new message inside a fragmented one.
+        match (h.opcode, &self.partial) {
+            (frame::CONTINUATION, Some((_, data))) if data.len() + h.payload > self.max => {
+                return Err(Error::TooLarge { size: data.len() + h.payload, max: self.max });
+            }
+            (frame::CONTINUATION, None) => return Err(Error::Protocol("a continuation with no message to continue")),
+            (frame::TEXT | frame::BINARY, Some(_)) => {
+                return Err(Error::Protocol("a new message inside a fragmented one"));
+            }
+            _ => {}
         }
         let end = h.len + h.payload;
         if unread.len() < end {
@@ -166,10 +172,8 @@ impl WebSocket {
                 }
                 Ok(Some(Message::Close(close)))
             }
+            // Their order against a fragmented message was checked from the header.
             frame::TEXT | frame::BINARY => {
-                if self.partial.is_some() {
-                    return Err(Error::Protocol("a new message inside a fragmented one"));
-                }
                 if h.fin {
                     return message(h.opcode, payload).map(Some);
                 }
@@ -269,8 +273,11 @@ impl Sink<Message> for WebSocket {
             Message::Ping(p) => frame::encode(out, frame::PING, &p),
             Message::Pong(p) => frame::encode(out, frame::PONG, &p),
             Message::Close(c) => {
+                // A ping read before our close is still owed its pong (RFC 6455 §5.5.2).
+                if let Some(p) = this.pong.take() {
+                    frame::encode(out, frame::PONG, &p);
+                }
                 frame::encode_close(out, c.as_ref());
-                this.pong = None;
                 // After a failure the peer's answer is not waited for: its bytes are not frames.
                 this.state = if this.state == State::Failed { State::Done } else { State::CloseSent };
             }
@@ -379,6 +386,10 @@ mod tests {
                 break;
             }
         }
+        // One more frame past the high-water mark, left unwritten: whatever the kernel takes
+        // later, the pongs have writes to wait behind.
+        Pin::new(&mut server).start_send(Message::Text("z".repeat(60_000))).unwrap();
+        sent += 1;
         let held = server.write.len();
         for i in 0..100u8 {
             write_raw(&mut client, &[(0x89, &[i])]).await;
@@ -429,7 +440,9 @@ mod tests {
             TMessage::Close(Some(c)) => assert_eq!((u16::from(c.code), c.reason.as_str()), (4008, "protocol")),
             other => panic!("expected the close, got {other:?}"),
         }
-        client.send(TMessage::text("in flight")).await.ok();
+        // Data the client sent before reading our close is read and passed on, then its close.
+        write_raw(&mut client, &[(0x81, b"in flight")]).await;
+        assert_eq!(next(&mut server).await, Message::Text("in flight".into()));
         // tungstenite answers the close as it reads it; flushing sends the answer.
         let _ = client.flush().await;
         assert!(matches!(next(&mut server).await, Message::Close(Some(CloseFrame { code: 4008, .. }))));
@@ -447,7 +460,8 @@ mod tests {
         let (mut server, mut client) = pair(Vec::new(), 1000).await;
         // Only the header: the payload is never sent, and the refusal does not wait for it.
         client.get_mut().write_all(&raw(0x81, &[0; 70_000], MASK)[..14]).await.unwrap();
-        assert!(matches!(server.next().await.unwrap(), Err(Error::TooLarge { size: 70_000, max: 1000 })));
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), server.next()).await;
+        assert!(matches!(refused, Ok(Some(Err(Error::TooLarge { size: 70_000, max: 1000 })))));
         assert!(server.next().await.is_none(), "a failed connection reads nothing more");
         // The reason still reaches the client.
         server.send(Message::Close(Some(CloseFrame { code: 4008, reason: "too large".into() }))).await.unwrap();
@@ -460,7 +474,9 @@ mod tests {
         let (mut server, mut client) = pair(Vec::new(), 1000).await;
         write_raw(&mut client, &[(0x01, &[b'z'; 400]), (0x00, &[b'z'; 400])]).await;
         client.get_mut().write_all(&raw(0x80, &[b'z'; 400], MASK)[..8]).await.unwrap();
-        assert!(matches!(server.next().await.unwrap(), Err(Error::TooLarge { size: 1200, max: 1000 })));
+        // Bounded: without the check from the header it would wait for the payload forever.
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), server.next()).await;
+        assert!(matches!(refused, Ok(Some(Err(Error::TooLarge { size: 1200, max: 1000 })))));
     }
 
     #[tokio::test]
