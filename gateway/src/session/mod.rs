@@ -80,7 +80,7 @@ fn now_ms() -> i64 {
 
 /// A socket as the session's steps pass it along: boxed, so that each step's future (the upgrade
 /// task, the handshake, the session, the goodbye) holds a pointer, not its own copy of the
-/// ~330-byte stream (a moved value keeps its place in the future it was moved out of).
+/// WebSocket (a moved value keeps its place in the future it was moved out of).
 pub type Socket = Box<Ws>;
 
 pub async fn run(mut socket: Socket, state: &Arc<AppState>, ip: IpAddr, header_claims: Option<Box<Claims>>) {
