@@ -16,9 +16,12 @@
 //! space. Preferences are applied when the request is handled.
 //!
 //! A fan-out goes by chunks of [`CHUNK`] recipients: the existence read of the next chunks
-//! overlaps the publishes of this one, and the writes of up to `fanout_concurrency` chunks run
-//! while later chunks are published. Publishes wait for their turn per user ([`crate::order`]),
-//! so a small request is not stuck behind a big one.
+//! overlaps the publishes of this one. Pushing comes first: the writes start once every copy
+//! is published, or once [`PUBLISHED_AHEAD`] chunks wait for theirs, and then run
+//! `fanout_concurrency` chunks at once. A store serves requests in turn, so writes begun early
+//! would make every later existence read (this team's and other requests') wait behind them:
+//! a 10,000-member team is pushed in the time of its reads, not of its writes. Publishes wait
+//! for their turn per user ([`crate::order`]), so a small request is not stuck behind a big one.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -38,6 +41,9 @@ use crate::ports::{DeadLetter, Failure, Inbox, NewItem, Outbox, Stored, UserCopy
 pub const CHUNK: usize = 100;
 /// Existence reads running ahead of the publishes.
 const READ_AHEAD: usize = 2;
+/// Chunks published and waiting for their writes, at most: 10,000 copies, each a user id and a
+/// pending publish ack (~200 bytes), ~2 MB. When full, publishing waits for the writes.
+pub const PUBLISHED_AHEAD: usize = 100;
 /// Copies looked for in `HERALD_USER` at once.
 const LOOKUPS_AT_ONCE: usize = 16;
 /// Clocks of `HERALD_IN` and `HERALD_USER` leaders may differ by this much.
@@ -115,9 +121,17 @@ pub async fn deliver<I: Inbox, O: Outbox>(
     let mut report = Report { recipients: users.len(), ..Report::default() };
 
     // Publishing (in order, chunk after chunk) feeds storing (chunks at once) through a
-    // bounded channel: when storing lags, publishing waits.
+    // bounded channel. Storing starts when publishing is done or the channel is full (`go`);
+    // from then on, when storing lags, publishing waits.
     let fanout = fanout_concurrency.max(1);
-    let (mut to_store, stored) = mpsc::channel::<Sent<O::Pending>>(fanout);
+    let (mut to_store, stored) = mpsc::channel::<Sent<O::Pending>>(PUBLISHED_AHEAD);
+    let (go, wait_for_go) = futures::channel::oneshot::channel::<()>();
+    let mut go = Some(go);
+    let mut start_storing = move || {
+        if let Some(go) = go.take() {
+            let _ = go.send(());
+        }
+    };
     let publish = async {
         // Collected first: a lazy `map` closure here trips rustc's Send inference for spawned
         // tasks. Futures do nothing until polled, so this reads nothing ahead of time.
@@ -139,14 +153,23 @@ pub async fn deliver<I: Inbox, O: Outbox>(
                 sent.push((user, is_muted, pending));
             }
             published += sent.len();
-            if to_store.send(Sent { published: sent, found }).await.is_err() {
-                break; // storing failed; its error is the one reported
+            let next = match to_store.try_send(Sent { published: sent, found }) {
+                Ok(()) => continue,
+                Err(full) if full.is_full() => full.into_inner(),
+                Err(_) => break, // storing failed; its error is the one reported
+            };
+            start_storing();
+            if to_store.send(next).await.is_err() {
+                break;
             }
         }
         drop(to_store);
+        start_storing();
         Ok::<_, Failure>((published, muted))
     };
     let store = async {
+        // Dropped unsent only when publishing failed, and then its error is the one reported.
+        let _ = wait_for_go.await;
         let (mut stored, mut running, mut open) = (stored, FuturesUnordered::new(), true);
         let mut totals = (0, 0, 0);
         loop {
@@ -332,7 +355,7 @@ async fn recipients<I: Inbox>(inbox: &I, request: &NotificationRequest) -> Resul
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use herald_store::InsertReport;
 
@@ -345,6 +368,8 @@ mod tests {
         teams: HashMap<String, Vec<String>>,
         mutes: HashMap<String, String>,
         fail_inserts: Mutex<bool>,
+        /// Shared with a [`FakeOutbox`] to see the order of sends (`p`) and inserts (`i`).
+        log: Arc<Mutex<String>>,
     }
 
     impl Inbox for FakeInbox {
@@ -362,6 +387,7 @@ mod tests {
             if *self.fail_inserts.lock().unwrap() {
                 return Err(Failure::transient("insert", "the store is down"));
             }
+            self.log.lock().unwrap().push('i');
             let mut items = self.items.lock().unwrap();
             let mut r = InsertReport::default();
             for i in new {
@@ -394,11 +420,13 @@ mod tests {
         published: Mutex<Vec<(String, String, bool)>>,
         dead: Mutex<Vec<String>>,
         announced: Mutex<Vec<(String, Count)>>,
+        log: Arc<Mutex<String>>,
     }
 
     impl Outbox for FakeOutbox {
         type Pending = futures::future::Ready<Result<Cursor, Failure>>;
         async fn send_user(&self, copy: UserCopy<'_>) -> Result<Self::Pending, Failure> {
+            self.log.lock().unwrap().push('p');
             let mut p = self.published.lock().unwrap();
             p.push((copy.user.to_owned(), copy.id.to_owned(), copy.muted));
             Ok(futures::future::ready(Ok(Cursor::new(1, p.len() as u64))))
@@ -493,6 +521,50 @@ mod tests {
         run(&inbox, &outbox, br#"{"id":"n2","recipients":{"users":["u"]},"kind":"k","title":"x"}"#, 2).await.unwrap();
         let counts: Vec<u64> = outbox.announced.lock().unwrap().iter().map(|(_, c)| c.unread).collect();
         assert_eq!(counts, vec![1, 2]);
+    }
+
+    /// A team of `members` sharing one log between the fakes.
+    fn team(members: usize) -> (FakeInbox, FakeOutbox) {
+        let log = Arc::new(Mutex::new(String::new()));
+        let users = (0..members).map(|i| format!("m{i}")).collect();
+        let inbox =
+            FakeInbox { teams: HashMap::from([("t".to_owned(), users)]), log: log.clone(), ..Default::default() };
+        (inbox, FakeOutbox { log, ..Default::default() })
+    }
+
+    #[tokio::test]
+    async fn a_team_is_pushed_whole_before_its_writes_begin() {
+        let (inbox, outbox) = team(1_000);
+        let body = br#"{"id":"n","recipients":{"teams":["t"]},"kind":"k","title":"x"}"#;
+        let out = run(&inbox, &outbox, body, 1).await.unwrap();
+        assert_eq!(
+            out,
+            Outcome::Delivered(Report { recipients: 1_000, stored: 1_000, published: 1_000, ..Default::default() })
+        );
+        let log = inbox.log.lock().unwrap();
+        assert_eq!(log.find('i'), Some(1_000), "every copy published before the first write");
+    }
+
+    #[tokio::test]
+    async fn a_team_past_the_buffer_starts_writing_when_it_is_full_and_finishes() {
+        let members = (PUBLISHED_AHEAD + 5) * CHUNK;
+        let (inbox, outbox) = team(members);
+        let body = br#"{"id":"n","recipients":{"teams":["t"]},"kind":"k","title":"x"}"#;
+        let out = tokio::time::timeout(Duration::from_secs(30), run(&inbox, &outbox, body, 1)).await;
+        let out = out.expect("publishing waits for the writes, which must have started").unwrap();
+        assert_eq!(
+            out,
+            Outcome::Delivered(Report {
+                recipients: members,
+                stored: members,
+                published: members,
+                ..Default::default()
+            })
+        );
+        let log = inbox.log.lock().unwrap();
+        let first_write = log.find('i').unwrap();
+        assert!(first_write >= PUBLISHED_AHEAD * CHUNK, "writes began after {first_write} sends");
+        assert!(first_write < members, "writes began before the last send");
     }
 
     #[tokio::test]

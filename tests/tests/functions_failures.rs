@@ -188,13 +188,14 @@ async fn the_runner_binary_killed_9_mid_fan_out_stores_and_pushes_once() -> anyh
         conns.push(stack.connect(u, None).await?);
     }
 
-    // The first runner stores one chunk at a time (one chunk ahead of its publishes), so its
-    // fan-out takes a while whatever the machine's speed; a faster one sometimes finished all
-    // 2,000 between the check below and the kill.
+    // The first runner publishes the whole team, then stores one chunk at a time, so its writes
+    // take a while whatever the machine's speed; a faster one sometimes finished all 2,000
+    // between the check below and the kill. The second runner finds every copy published (inside
+    // the duplicate window: sent again, answered with the first cursor) and stores the rest.
     let slow = vars.clone().with("HERALD_FANOUT_CONCURRENCY", "1").with("HERALD_STORE_LANES", "1");
     let mut first = Proc::runner(&slow).await?;
     stack.publisher.publish("test", &team_request("muster", "crew")).await?;
-    // The fan-out has begun: the first chunk is in DynamoDB, the rest is not. The store is frozen
+    // The writes have begun: the first chunk is in DynamoDB, the rest is not. The store is frozen
     // at once, so the runner can read and write nothing more before it is killed.
     eventually(Duration::from_secs(20), || async { Ok(stack.stored("crew-0000", "muster").await? == 1) }).await?;
     stack.dynalite.pause()?;
