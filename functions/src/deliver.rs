@@ -17,11 +17,14 @@
 //!
 //! A fan-out goes by chunks of [`CHUNK`] recipients: the existence read of the next chunks
 //! overlaps the publishes of this one. Pushing comes first: the writes start once every copy
-//! is published, or once [`PUBLISHED_AHEAD`] chunks wait for theirs, and then run
-//! `fanout_concurrency` chunks at once. A store serves requests in turn, so writes begun early
-//! would make every later existence read (this team's and other requests') wait behind them:
-//! a 10,000-member team is pushed in the time of its reads, not of its writes. Publishes wait
-//! for their turn per user ([`crate::order`]), so a small request is not stuck behind a big one.
+//! is published, once [`PUBLISHED_AHEAD`] chunks wait for theirs, or once a copy has to wait
+//! for its turn, and then run `fanout_concurrency` chunks at once. The local store serves one
+//! request at a time, so writes begun early made every later existence read (this team's and
+//! other requests') wait behind them: a 10,000-member team is pushed in the time of its reads,
+//! not of its writes. DynamoDB serves requests in parallel, where the order matters less; there
+//! the push no longer waits for the writes either. The cost: a big team's items (and counts)
+//! land after the whole team is pushed, not beside it. Publishes wait for their turn per user
+//! ([`crate::order`]), so a small request is not stuck behind a big one.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -41,8 +44,11 @@ use crate::ports::{DeadLetter, Failure, Inbox, NewItem, Outbox, Stored, UserCopy
 pub const CHUNK: usize = 100;
 /// Existence reads running ahead of the publishes.
 const READ_AHEAD: usize = 2;
-/// Chunks published and waiting for their writes, at most: 10,000 copies, each a user id and a
-/// pending publish ack (~200 bytes), ~2 MB. When full, publishing waits for the writes.
+/// Chunks published and waiting for their writes: once the channel holds this many (plus one,
+/// the sender's slot), publishing waits for the writes. With the chunk in hand and the
+/// `fanout_concurrency` chunks being written, a request holds at most ~134 chunks published and
+/// unstored at the defaults: ~13,400 copies, each a user id and a pending ack (~200 bytes),
+/// ~3 MB, and only a request that big does.
 pub const PUBLISHED_AHEAD: usize = 100;
 /// Copies looked for in `HERALD_USER` at once.
 const LOOKUPS_AT_ONCE: usize = 16;
@@ -121,8 +127,9 @@ pub async fn deliver<I: Inbox, O: Outbox>(
     let mut report = Report { recipients: users.len(), ..Report::default() };
 
     // Publishing (in order, chunk after chunk) feeds storing (chunks at once) through a
-    // bounded channel. Storing starts when publishing is done or the channel is full (`go`);
-    // from then on, when storing lags, publishing waits.
+    // bounded channel. Storing starts (`go`) when publishing is done, when the channel is full
+    // (from then on, when storing lags, publishing waits), or when a copy must wait for its
+    // turn.
     let fanout = fanout_concurrency.max(1);
     let (mut to_store, stored) = mpsc::channel::<Sent<O::Pending>>(PUBLISHED_AHEAD);
     let (go, wait_for_go) = futures::channel::oneshot::channel::<()>();
@@ -145,7 +152,15 @@ pub async fn deliver<I: Inbox, O: Outbox>(
             let mut sent = Vec::with_capacity(todo.len());
             muted += found.iter().filter(|(_, m, _)| *m).count();
             for (user, is_muted) in todo {
-                pass.turn(&user).await;
+                {
+                    let mut turn = std::pin::pin!(pass.turn(&user));
+                    if futures::poll!(turn.as_mut()).is_pending() {
+                        // An earlier request still has to send this user's copy (it may be on
+                        // hold for seconds): what is published meanwhile is stored meanwhile.
+                        start_storing();
+                        turn.await;
+                    }
+                }
                 muted += is_muted as usize;
                 let copy = UserCopy { user: &user, id, payload: payload.clone(), accepted_at_ms, muted: is_muted };
                 let pending = outbox.send_user(copy).await?;
@@ -168,7 +183,7 @@ pub async fn deliver<I: Inbox, O: Outbox>(
         Ok::<_, Failure>((published, muted))
     };
     let store = async {
-        // Dropped unsent only when publishing failed, and then its error is the one reported.
+        // `go` is sent before publishing can wait on storing, and on every way out of it.
         let _ = wait_for_go.await;
         let (mut stored, mut running, mut open) = (stored, FuturesUnordered::new(), true);
         let mut totals = (0, 0, 0);
@@ -256,9 +271,9 @@ async fn store_chunk<I: Inbox, O: Outbox>(
 ) -> Result<(usize, usize, usize), Failure> {
     let mut copies = Vec::with_capacity(sent.published.len() + sent.found.len());
     for (user, muted, pending) in sent.published {
-        let cursor = pending.await?;
-        stages.published.observe(since_accepted(event));
-        copies.push((user, muted, cursor));
+        let acked = pending.await?;
+        stages.published.observe((acked.at - event.accepted_at).as_seconds_f64().max(0.0));
+        copies.push((user, muted, acked.cursor));
     }
     let found = sent.found.len();
     copies.extend(sent.found);
@@ -360,7 +375,8 @@ mod tests {
     use herald_store::InsertReport;
 
     use super::*;
-    use crate::ports::Count;
+    use crate::order::Gate;
+    use crate::ports::{Acked, Count};
 
     #[derive(Default)]
     struct FakeInbox {
@@ -424,12 +440,15 @@ mod tests {
     }
 
     impl Outbox for FakeOutbox {
-        type Pending = futures::future::Ready<Result<Cursor, Failure>>;
+        type Pending = futures::future::Ready<Result<Acked, Failure>>;
         async fn send_user(&self, copy: UserCopy<'_>) -> Result<Self::Pending, Failure> {
             self.log.lock().unwrap().push('p');
             let mut p = self.published.lock().unwrap();
             p.push((copy.user.to_owned(), copy.id.to_owned(), copy.muted));
-            Ok(futures::future::ready(Ok(Cursor::new(1, p.len() as u64))))
+            Ok(futures::future::ready(Ok(Acked {
+                cursor: Cursor::new(1, p.len() as u64),
+                at: OffsetDateTime::now_utc(),
+            })))
         }
         async fn find_user_copy(&self, user: &str, id: &str, _: OffsetDateTime) -> Result<Option<Cursor>, Failure> {
             let p = self.published.lock().unwrap();
@@ -562,9 +581,42 @@ mod tests {
             })
         );
         let log = inbox.log.lock().unwrap();
-        let first_write = log.find('i').unwrap();
-        assert!(first_write >= PUBLISHED_AHEAD * CHUNK, "writes began after {first_write} sends");
-        assert!(first_write < members, "writes began before the last send");
+        // The channel takes PUBLISHED_AHEAD + 1 chunks (one slot is the sender's); the chunk
+        // that found it full is in hand.
+        assert_eq!(log.find('i'), Some((PUBLISHED_AHEAD + 2) * CHUNK), "writes began when the buffer was full");
+    }
+
+    #[tokio::test]
+    async fn copies_published_while_a_later_one_waits_for_its_turn_are_stored_meanwhile() {
+        let (inbox, outbox) = team(300);
+        let gate = Gate::default();
+        // An earlier request holds m250's turn (it failed, and its redelivery will send it).
+        let earlier = gate.enter(1);
+        earlier.declare([&"m250".to_owned()]);
+        let pass = gate.enter(2);
+        let body = br#"{"id":"n","recipients":{"teams":["t"]},"kind":"k","title":"x"}"#;
+        let stages = Stages::default();
+        let run = deliver(&inbox, &outbox, 4, event(body, 1), &pass, &stages);
+        let release = async {
+            let stored_first = tokio::time::timeout(Duration::from_secs(5), async {
+                while !inbox.log.lock().unwrap().contains('i') {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .is_ok();
+            earlier.sent("m250");
+            stored_first
+        };
+        let (out, stored_while_waiting) = futures::join!(run, release);
+        assert!(stored_while_waiting, "nothing stored while m250 waited for its turn");
+        let out = out.unwrap();
+        assert_eq!(
+            out,
+            Outcome::Delivered(Report { recipients: 300, stored: 300, published: 300, ..Default::default() })
+        );
+        // m0..m249 were published, chunks one and two stored, then m250 got its turn.
+        assert_eq!(inbox.log.lock().unwrap().find('i'), Some(250));
     }
 
     #[tokio::test]

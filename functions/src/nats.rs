@@ -31,7 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::ports::{Count, DeadLetter, Failure, Outbox, UserCopy};
+use crate::ports::{Acked, Count, DeadLetter, Failure, Outbox, UserCopy};
 
 /// The steps of this outbox, as named in its [`Failure`]s: a failure of one is NATS's (see
 /// [`crate::settle::retry_delay`]).
@@ -57,7 +57,7 @@ const MAX_SCAN: usize = 20_000;
 /// chaos suite saw a request held two minutes).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-type AckJob = (PublishAckFuture, tokio::time::Instant, oneshot::Sender<Result<Cursor, Failure>>);
+type AckJob = (PublishAckFuture, tokio::time::Instant, oneshot::Sender<Result<Acked, Failure>>);
 
 #[derive(Debug, Clone)]
 pub struct JetStreamOutbox {
@@ -128,7 +128,7 @@ async fn await_acks(js: jetstream::Context, info: Arc<StreamInfo>, mut rx: mpsc:
                     e if e == 0 || backwards => info.refresh(&js).await,
                     e => Ok(e),
                 };
-                epoch.map(|e| Cursor::new(e, a.sequence))
+                epoch.map(|e| Acked { cursor: Cursor::new(e, a.sequence), at: OffsetDateTime::now_utc() })
             }
             Err(e) => {
                 if matches!(e.kind(), jetstream::context::PublishErrorKind::StreamNotFound) {
@@ -143,7 +143,7 @@ async fn await_acks(js: jetstream::Context, info: Arc<StreamInfo>, mut rx: mpsc:
 }
 
 impl Outbox for JetStreamOutbox {
-    type Pending = BoxFuture<'static, Result<Cursor, Failure>>;
+    type Pending = BoxFuture<'static, Result<Acked, Failure>>;
 
     async fn send_user(&self, copy: UserCopy<'_>) -> Result<Self::Pending, Failure> {
         let mut publish = PublishMessage::build()

@@ -144,10 +144,18 @@ pub struct UserCopy<'a> {
     pub muted: bool,
 }
 
+/// A copy the stream has stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// Its place in `HERALD_USER` (the original one for a duplicate inside the stream's window).
+    pub cursor: Cursor,
+    /// When the ack came back: a fan-out collects its acks only when it stores the copies.
+    pub at: OffsetDateTime,
+}
+
 pub trait Outbox: Send + Sync {
-    /// Resolves to the copy's cursor once the server stored it (the original one for a
-    /// duplicate inside the stream's window).
-    type Pending: Future<Output = Result<Cursor, Failure>> + Send + 'static;
+    /// Resolves once the server stored the copy.
+    type Pending: Future<Output = Result<Acked, Failure>> + Send + 'static;
 
     /// Sends a copy to `HERALD_USER` with `Nats-Msg-Id` = user + id, without waiting for the
     /// server: copies sent one after the other are stored in that order.

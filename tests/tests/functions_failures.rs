@@ -190,8 +190,9 @@ async fn the_runner_binary_killed_9_mid_fan_out_stores_and_pushes_once() -> anyh
 
     // The first runner publishes the whole team, then stores one chunk at a time, so its writes
     // take a while whatever the machine's speed; a faster one sometimes finished all 2,000
-    // between the check below and the kill. The second runner finds every copy published (inside
-    // the duplicate window: sent again, answered with the first cursor) and stores the rest.
+    // between the check below and the kill (so this covers a kill mid-store; a kill between
+    // publish and ack is idempotency.rs's). The second runner sends every copy again inside the
+    // duplicate window, NATS answers with the first cursors, and it stores the rest.
     let slow = vars.clone().with("HERALD_FANOUT_CONCURRENCY", "1").with("HERALD_STORE_LANES", "1");
     let mut first = Proc::runner(&slow).await?;
     stack.publisher.publish("test", &team_request("muster", "crew")).await?;

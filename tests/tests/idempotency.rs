@@ -8,7 +8,7 @@ use herald_client::Event;
 use herald_core::Cursor;
 use herald_functions::dynamo::DynamoInbox;
 use herald_functions::nats::JetStreamOutbox;
-use herald_functions::ports::{DeadLetter, Failure, Inbox, InsertReport, NewItem, Outbox, UserCopy};
+use herald_functions::ports::{Acked, DeadLetter, Failure, Inbox, InsertReport, NewItem, Outbox, UserCopy};
 use herald_tests::stack::notification_ids;
 use herald_tests::stack::{drain_events, next_event};
 use herald_tests::{Stack, StackOptions};
@@ -104,14 +104,14 @@ impl Inbox for Crash<DynamoInbox> {
 }
 
 impl Outbox for Crash<JetStreamOutbox> {
-    type Pending = futures::future::BoxFuture<'static, Result<Cursor, Failure>>;
+    type Pending = futures::future::BoxFuture<'static, Result<Acked, Failure>>;
     async fn send_user(&self, copy: UserCopy<'_>) -> Result<Self::Pending, Failure> {
         let id = copy.id.to_owned();
         let pending = self.inner.send_user(copy).await?;
         // Wait for the stream to have it, so the crash is truly after the publish.
-        let cursor = pending.await?;
+        let acked = pending.await?;
         self.maybe_crash(CrashPoint::AfterPublish, &id).await;
-        Ok(Box::pin(futures::future::ready(Ok(cursor))))
+        Ok(Box::pin(futures::future::ready(Ok(acked))))
     }
     async fn find_user_copy(
         &self,
