@@ -319,6 +319,39 @@ async fn ids_of_any_shape_work_and_another_users_notification_is_out_of_reach() 
     Ok(())
 }
 
+/// A copy is pushed before it is stored (a big team's copies seconds before), so a device can mark
+/// read an id the inbox does not have yet: the client keeps trying the 404 for as long as it was
+/// told, and the copy ends up stored read; without the wait, or past it, the 404 stands.
+#[tokio::test]
+async fn a_read_sent_before_the_copy_is_stored_waits_for_it_in_the_client() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions { start_runner: false, ..Default::default() }).await?;
+    let store = store(&stack);
+    let url = format!("http://{}", stack.gateway_addr(0));
+    let token = stack.token("early");
+    let patient = herald_client::Inbox::new(&url, token.clone())?.wait_for_store(Duration::from_secs(10));
+    let marking = tokio::spawn(async move { patient.read("late").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!marking.is_finished(), "the read waits while the copy is not stored");
+    seed(&store, "early", &["late".to_owned()], 1).await?;
+    let state = marking.await??;
+    assert!(state.read);
+    assert_eq!(state.unread, 0);
+    let page = get(&stack, 0, "/v1/inbox", &token).await?;
+    assert_eq!(page["items"][0]["notification"]["id"], "late");
+    assert_eq!(page["items"][0]["notification"]["read"], true);
+    assert_eq!(unread(&stack, &token).await?, 0);
+
+    let plain = herald_client::Inbox::new(&url, token.clone())?;
+    let refused = plain.archive("never").await.expect_err("no such id");
+    assert!(matches!(refused, herald_client::http::ApiError::Status { status: 404, .. }), "{refused}");
+    let brief = plain.wait_for_store(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let refused = brief.unread("never").await.expect_err("no such id");
+    assert!(matches!(refused, herald_client::http::ApiError::Status { status: 404, .. }), "{refused}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "the 404 came after the wait");
+    Ok(())
+}
+
 #[tokio::test]
 async fn two_devices_on_two_gateways_see_each_others_reads_live() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions { start_runner: false, gateways: 2, ..Default::default() }).await?;

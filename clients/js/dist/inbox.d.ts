@@ -5,6 +5,16 @@ export declare class HttpError extends Error {
     readonly code: string;
     constructor(status: number, code: string, message: string);
 }
+/** How a change of one notification's read state treats `404`. */
+export interface ChangeOptions {
+    /**
+     * Keep trying a `404` for this long, in ms (default 0: answer at once). A notification is
+     * pushed first and stored just after (a big team's copies once the whole team is pushed, which
+     * can take seconds), so an id that just arrived on the socket may not be in the inbox yet.
+     * Pass a few seconds for such ids; after the wait the `404` is thrown as usual.
+     */
+    waitForStoreMs?: number;
+}
 export interface ListOptions {
     limit?: number;
     before?: string | null;
@@ -20,15 +30,17 @@ export declare class InboxApi {
     /** One page, newest first; pass `next` as `before` for the following page. */
     list(opts?: ListOptions): Promise<InboxPage>;
     unreadCount(): Promise<number>;
-    read(id: string): Promise<ReadState>;
-    unread(id: string): Promise<ReadState>;
+    read(id: string, opts?: ChangeOptions): Promise<ReadState>;
+    unread(id: string, opts?: ChangeOptions): Promise<ReadState>;
     /** Archives (and so marks read) one notification. */
-    archive(id: string): Promise<ReadState>;
+    archive(id: string, opts?: ChangeOptions): Promise<ReadState>;
     readAll(): Promise<{
         unread: number;
     }>;
     preferences(): Promise<Preferences>;
     setPreferences(p: Preferences): Promise<Preferences>;
+    /** A read-state change, tried again on `404` until `waitForStoreMs` has passed. */
+    private change;
     /** One request; a 401 gets a fresh token and one more try. */
     private call;
 }

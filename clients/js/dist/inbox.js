@@ -9,6 +9,8 @@ export class HttpError extends Error {
         this.name = "HttpError";
     }
 }
+/** The waits between tries of a `404` (then the last one repeats). */
+const STORE_RETRY_MS = [100, 200, 400, 800, 1000];
 export class InboxApi {
     base;
     token;
@@ -37,15 +39,15 @@ export class InboxApi {
     async unreadCount() {
         return (await this.call("GET", "/v1/inbox/unread-count")).unread;
     }
-    read(id) {
-        return this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/read`);
+    read(id, opts = {}) {
+        return this.change(id, "read", opts);
     }
-    unread(id) {
-        return this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/unread`);
+    unread(id, opts = {}) {
+        return this.change(id, "unread", opts);
     }
     /** Archives (and so marks read) one notification. */
-    archive(id) {
-        return this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/archive`);
+    archive(id, opts = {}) {
+        return this.change(id, "archive", opts);
     }
     readAll() {
         return this.call("POST", "/v1/inbox/read-all");
@@ -55,6 +57,22 @@ export class InboxApi {
     }
     setPreferences(p) {
         return this.call("PUT", "/v1/preferences", p);
+    }
+    /** A read-state change, tried again on `404` until `waitForStoreMs` has passed. */
+    async change(id, what, opts) {
+        const deadline = Date.now() + (opts.waitForStoreMs ?? 0);
+        for (let tries = 0;; tries++) {
+            try {
+                return await this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/${what}`);
+            }
+            catch (e) {
+                const left = deadline - Date.now();
+                if (!(e instanceof HttpError && e.status === 404) || left <= 0)
+                    throw e;
+                const wait = Math.min(left, STORE_RETRY_MS[Math.min(tries, STORE_RETRY_MS.length - 1)]);
+                await new Promise((r) => setTimeout(r, wait));
+            }
+        }
     }
     /** One request; a 401 gets a fresh token and one more try. */
     async call(method, path, body) {

@@ -5,6 +5,7 @@ import { cursorAfter } from "./protocol.js";
 export class InboxView {
     client;
     pageSize;
+    waitForStoreMs;
     /** Newest first; archived items are left out. */
     items = [];
     unread = 0;
@@ -13,9 +14,15 @@ export class InboxView {
     loaded = false;
     listeners = new Set();
     offs = [];
-    constructor(client, pageSize = 20) {
+    /**
+     * `waitForStoreMs`: how long a change of one notification (read, unread, archive) keeps trying
+     * while the inbox answers `404`: a notification shown from the socket is stored just after it
+     * is pushed (a big team's copies seconds later), and a tap on it must not be lost meanwhile.
+     */
+    constructor(client, pageSize = 20, waitForStoreMs = 10_000) {
         this.client = client;
         this.pageSize = pageSize;
+        this.waitForStoreMs = waitForStoreMs;
         this.offs.push(client.on("notification", (n, meta) => this.add({ cursor: meta.cursor, notification: n })), client.on("unread", (count) => this.set(() => (this.unread = count))), client.on("read", (ids, read) => this.set(() => this.markLocal(ids, read))), client.on("reset", () => void this.load()));
     }
     /** Calls `cb` after every change; returns how to stop. */
@@ -54,20 +61,15 @@ export class InboxView {
             this.next = page.next;
         });
     }
+    /** Shows the item read at once; if the server refuses, it is shown as it was and this throws. */
     async markRead(id) {
-        this.set(() => this.markLocal([id], true));
-        const r = await this.client.inbox.read(id);
-        this.set(() => (this.unread = r.unread));
+        await this.change(id, () => this.markLocal([id], true), () => this.client.inbox.read(id, this.wait()));
     }
     async markUnread(id) {
-        this.set(() => this.markLocal([id], false));
-        const r = await this.client.inbox.unread(id);
-        this.set(() => (this.unread = r.unread));
+        await this.change(id, () => this.markLocal([id], false), () => this.client.inbox.unread(id, this.wait()));
     }
     async archive(id) {
-        this.set(() => (this.items = this.items.filter((i) => i.notification.id !== id)));
-        const r = await this.client.inbox.archive(id);
-        this.set(() => (this.unread = r.unread));
+        await this.change(id, () => (this.items = this.items.filter((i) => i.notification.id !== id)), () => this.client.inbox.archive(id, this.wait()));
     }
     async readAll() {
         this.set(() => this.markLocal(["*"], true));
@@ -102,6 +104,28 @@ export class InboxView {
         else
             this.items.splice(at, 0, item);
         return true;
+    }
+    wait() {
+        return { waitForStoreMs: this.waitForStoreMs };
+    }
+    /** Applies `local` now and sends `remote`; on failure puts the item back as it was. */
+    async change(id, local, remote) {
+        const before = this.items.find((i) => i.notification.id === id);
+        this.set(local);
+        let r;
+        try {
+            r = await remote();
+        }
+        catch (e) {
+            this.set(() => {
+                const rest = this.items.filter((i) => i.notification.id !== id);
+                this.items = rest;
+                if (before)
+                    this.insert(before);
+            });
+            throw e;
+        }
+        this.set(() => (this.unread = r.unread));
     }
     markLocal(ids, read) {
         const all = ids.includes("*");

@@ -14,6 +14,20 @@ export class HttpError extends Error {
   }
 }
 
+/** How a change of one notification's read state treats `404`. */
+export interface ChangeOptions {
+  /**
+   * Keep trying a `404` for this long, in ms (default 0: answer at once). A notification is
+   * pushed first and stored just after (a big team's copies once the whole team is pushed, which
+   * can take seconds), so an id that just arrived on the socket may not be in the inbox yet.
+   * Pass a few seconds for such ids; after the wait the `404` is thrown as usual.
+   */
+  waitForStoreMs?: number;
+}
+
+/** The waits between tries of a `404` (then the last one repeats). */
+const STORE_RETRY_MS = [100, 200, 400, 800, 1000];
+
 export interface ListOptions {
   limit?: number;
   before?: string | null;
@@ -45,17 +59,17 @@ export class InboxApi {
     return (await this.call<{ unread: number }>("GET", "/v1/inbox/unread-count")).unread;
   }
 
-  read(id: string): Promise<ReadState> {
-    return this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/read`);
+  read(id: string, opts: ChangeOptions = {}): Promise<ReadState> {
+    return this.change(id, "read", opts);
   }
 
-  unread(id: string): Promise<ReadState> {
-    return this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/unread`);
+  unread(id: string, opts: ChangeOptions = {}): Promise<ReadState> {
+    return this.change(id, "unread", opts);
   }
 
   /** Archives (and so marks read) one notification. */
-  archive(id: string): Promise<ReadState> {
-    return this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/archive`);
+  archive(id: string, opts: ChangeOptions = {}): Promise<ReadState> {
+    return this.change(id, "archive", opts);
   }
 
   readAll(): Promise<{ unread: number }> {
@@ -68,6 +82,21 @@ export class InboxApi {
 
   setPreferences(p: Preferences): Promise<Preferences> {
     return this.call("PUT", "/v1/preferences", p);
+  }
+
+  /** A read-state change, tried again on `404` until `waitForStoreMs` has passed. */
+  private async change(id: string, what: string, opts: ChangeOptions): Promise<ReadState> {
+    const deadline = Date.now() + (opts.waitForStoreMs ?? 0);
+    for (let tries = 0; ; tries++) {
+      try {
+        return await this.call<ReadState>("POST", `/v1/inbox/${encodeURIComponent(id)}/${what}`);
+      } catch (e) {
+        const left = deadline - Date.now();
+        if (!(e instanceof HttpError && e.status === 404) || left <= 0) throw e;
+        const wait = Math.min(left, STORE_RETRY_MS[Math.min(tries, STORE_RETRY_MS.length - 1)]);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   /** One request; a 401 gets a fresh token and one more try. */

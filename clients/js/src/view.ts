@@ -3,7 +3,7 @@
 //! however many times it reaches the tab (HTTP page, replay, a relay from the leader tab).
 
 import type { HeraldClient } from "./client.js";
-import type { InboxItem, Notification } from "./protocol.js";
+import type { InboxItem, Notification, ReadState } from "./protocol.js";
 import { cursorAfter } from "./protocol.js";
 
 export class InboxView {
@@ -16,9 +16,15 @@ export class InboxView {
   private readonly listeners = new Set<() => void>();
   private readonly offs: Array<() => void> = [];
 
+  /**
+   * `waitForStoreMs`: how long a change of one notification (read, unread, archive) keeps trying
+   * while the inbox answers `404`: a notification shown from the socket is stored just after it
+   * is pushed (a big team's copies seconds later), and a tap on it must not be lost meanwhile.
+   */
   constructor(
     private readonly client: HeraldClient,
     private readonly pageSize = 20,
+    private readonly waitForStoreMs = 10_000,
   ) {
     this.offs.push(
       client.on("notification", (n, meta) => this.add({ cursor: meta.cursor, notification: n })),
@@ -64,22 +70,21 @@ export class InboxView {
     });
   }
 
+  /** Shows the item read at once; if the server refuses, it is shown as it was and this throws. */
   async markRead(id: string): Promise<void> {
-    this.set(() => this.markLocal([id], true));
-    const r = await this.client.inbox.read(id);
-    this.set(() => (this.unread = r.unread));
+    await this.change(id, () => this.markLocal([id], true), () => this.client.inbox.read(id, this.wait()));
   }
 
   async markUnread(id: string): Promise<void> {
-    this.set(() => this.markLocal([id], false));
-    const r = await this.client.inbox.unread(id);
-    this.set(() => (this.unread = r.unread));
+    await this.change(id, () => this.markLocal([id], false), () => this.client.inbox.unread(id, this.wait()));
   }
 
   async archive(id: string): Promise<void> {
-    this.set(() => (this.items = this.items.filter((i) => i.notification.id !== id)));
-    const r = await this.client.inbox.archive(id);
-    this.set(() => (this.unread = r.unread));
+    await this.change(
+      id,
+      () => (this.items = this.items.filter((i) => i.notification.id !== id)),
+      () => this.client.inbox.archive(id, this.wait()),
+    );
   }
 
   async readAll(): Promise<void> {
@@ -114,6 +119,28 @@ export class InboxView {
     if (at < 0) this.items.push(item);
     else this.items.splice(at, 0, item);
     return true;
+  }
+
+  private wait() {
+    return { waitForStoreMs: this.waitForStoreMs };
+  }
+
+  /** Applies `local` now and sends `remote`; on failure puts the item back as it was. */
+  private async change(id: string, local: () => void, remote: () => Promise<ReadState>): Promise<void> {
+    const before = this.items.find((i) => i.notification.id === id);
+    this.set(local);
+    let r: ReadState;
+    try {
+      r = await remote();
+    } catch (e) {
+      this.set(() => {
+        const rest = this.items.filter((i) => i.notification.id !== id);
+        this.items = rest;
+        if (before) this.insert(before);
+      });
+      throw e;
+    }
+    this.set(() => (this.unread = r.unread));
   }
 
   private markLocal(ids: string[], read: boolean): void {

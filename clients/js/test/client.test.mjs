@@ -115,6 +115,34 @@ test("4003 stops the client and reports it", async () => {
   assert.equal(c.socketsOpened, opened, "no retry after 4003");
 });
 
+test("a read sent before the notification is stored waits for it; an unknown id is 404", async (t) => {
+  if (!(await stack.hasInbox())) return t.skip("this gateway has no inbox API (GET /v1/inbox is 404)");
+  const a = client("js-early");
+  const view = new InboxView(a.c);
+  const impatient = new InboxView(a.c, 20, 300);
+  running.push(view, impatient);
+  a.c.start();
+  await until(() => a.c.status === "open", 10_000, "open");
+  // The tap lands before the copy is stored (here: before it is even published), as it can for
+  // a big team's copy shown from the socket while the rest of the team is still being stored.
+  const marking = view.markRead("early-1");
+  await new Promise((r) => setTimeout(r, 300));
+  await stack.publish("early-1", ["js-early"]);
+  await marking;
+  const page = await a.c.inbox.list();
+  assert.deepEqual(page.items.map((i) => [i.notification.id, i.notification.read]), [["early-1", true]]);
+  assert.equal(await a.c.inbox.unreadCount(), 0);
+  // The view shows the pushed copy read, and the count the gateway sends after the change.
+  const shown = () => view.items.find((i) => i.notification.id === "early-1");
+  await until(() => shown()?.notification.read === true && view.unread === 0, 5_000, "the view in step");
+
+  const started = Date.now();
+  await assert.rejects(impatient.markRead("never-published"), (e) => e.status === 404);
+  assert.ok(Date.now() - started >= 300, "the 404 came after the wait");
+  await assert.rejects(a.c.inbox.read("never-published"), (e) => e.status === 404);
+  a.c.stop();
+});
+
 test("the inbox API and the view stay in sync with read and unread frames", async (t) => {
   if (!(await stack.hasInbox())) return t.skip("this gateway has no inbox API (GET /v1/inbox is 404)");
   const a = client("js-inbox");

@@ -1,6 +1,8 @@
 //! The inbox over HTTP (CONTRACT §4) with a user token: pages, unread count, read state,
 //! archive, preferences.
 
+use std::time::{Duration, Instant};
+
 use herald_core::Notification;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -41,15 +43,35 @@ pub struct ListOptions {
     pub archived: bool,
 }
 
+/// The waits between tries of a `404` (then the last one repeats).
+const STORE_RETRY: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1000),
+];
+
 #[derive(Debug, Clone)]
 pub struct Inbox {
     api: Api,
+    wait_for_store: Duration,
 }
 
 impl Inbox {
     /// `base`: the gateway, e.g. `http://127.0.0.1:8080`; `token`: the user's.
     pub fn new(base: &str, token: impl Into<String>) -> Result<Self, ApiError> {
-        Ok(Inbox { api: Api::new(base, token)? })
+        Ok(Inbox { api: Api::new(base, token)?, wait_for_store: Duration::ZERO })
+    }
+
+    /// How long [`read`](Self::read), [`unread`](Self::unread) and [`archive`](Self::archive)
+    /// keep trying while the gateway answers `404` (default: not at all). A notification is
+    /// pushed first and stored just after (a big team's copies once the whole team is pushed,
+    /// which can take seconds), so an id that just arrived on the socket may not be in the inbox
+    /// yet; a few seconds covers it. After the wait the `404` is returned as usual.
+    pub fn wait_for_store(mut self, wait: Duration) -> Self {
+        self.wait_for_store = wait;
+        self
     }
 
     pub async fn list(&self, opts: &ListOptions) -> Result<InboxPage, ApiError> {
@@ -82,16 +104,33 @@ impl Inbox {
     }
 
     pub async fn read(&self, id: &str) -> Result<ReadState, ApiError> {
-        self.api.post(&format!("/v1/inbox/{}/read", segment(id)), None).await
+        self.change(id, "read").await
     }
 
     pub async fn unread(&self, id: &str) -> Result<ReadState, ApiError> {
-        self.api.post(&format!("/v1/inbox/{}/unread", segment(id)), None).await
+        self.change(id, "unread").await
     }
 
     /// Archives (and marks read) one notification.
     pub async fn archive(&self, id: &str) -> Result<ReadState, ApiError> {
-        self.api.post(&format!("/v1/inbox/{}/archive", segment(id)), None).await
+        self.change(id, "archive").await
+    }
+
+    /// A read-state change, tried again on `404` until [`wait_for_store`](Self::wait_for_store)
+    /// has passed.
+    async fn change(&self, id: &str, what: &str) -> Result<ReadState, ApiError> {
+        let deadline = Instant::now() + self.wait_for_store;
+        let path = format!("/v1/inbox/{}/{what}", segment(id));
+        for tries in 0.. {
+            match self.api.post(&path, None).await {
+                Err(ApiError::Status { status: 404, .. }) if Instant::now() < deadline => {
+                    let wait = STORE_RETRY[tries.min(STORE_RETRY.len() - 1)];
+                    tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Marks everything read; returns the unread count after (0).
