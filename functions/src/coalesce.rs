@@ -74,6 +74,10 @@ impl<I: Inbox + 'static> Inbox for Coalesced<I> {
         self.inner.team_members(team).await
     }
 
+    async fn in_team(&self, team: &str, user: &str) -> Result<bool, Failure> {
+        self.inner.in_team(team, user).await
+    }
+
     async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {
         if users.len() >= MAX_KEYS {
             return self.inner.muted_kinds(users).await;

@@ -37,7 +37,7 @@ use herald_core::{Cursor, InvalidRequest, Notification, NotificationRequest, sub
 use time::OffsetDateTime;
 
 use crate::metrics::Stages;
-use crate::order::Pass;
+use crate::order::{Membership, Pass};
 use crate::ports::{DeadLetter, Failure, Inbox, NewItem, Outbox, Stored, UserCopy};
 
 /// Recipients per step of a fan-out: one existence read, their publishes, then their writes.
@@ -120,8 +120,12 @@ pub async fn deliver<I: Inbox, O: Outbox>(
     };
     let notification = Notification::from_request(&valid);
     let payload = Bytes::from(serde_json::to_vec(&notification).expect("a Notification always serializes"));
-    let users = recipients(inbox, &valid.request).await?;
-    pass.declare(&users);
+    let to = &valid.request.recipients;
+    if !to.teams.is_empty() {
+        pass.expanding(&to.users, &to.teams);
+    }
+    let mut users = recipients(inbox, &valid.request).await?;
+    pass.declare(&mut users);
     let id = notification.id.as_str();
     let kind = notification.kind.as_str();
     let mut report = Report { recipients: users.len(), ..Report::default() };
@@ -153,7 +157,8 @@ pub async fn deliver<I: Inbox, O: Outbox>(
             muted += found.iter().filter(|(_, m, _)| *m).count();
             for (user, is_muted) in todo {
                 {
-                    let mut turn = std::pin::pin!(pass.turn(&user));
+                    let members = Members(inbox);
+                    let mut turn = std::pin::pin!(pass.turn(&user, &members));
                     if futures::poll!(turn.as_mut()).is_pending() {
                         // An earlier request still has to send this user's copy (it may be on
                         // hold for seconds): what is published meanwhile is stored meanwhile.
@@ -348,6 +353,15 @@ fn validate(event: Event<'_>) -> Result<herald_core::ValidRequest, InvalidReques
     NotificationRequest::parse(event.body, event.accepted_at)
 }
 
+/// Team membership for [`Pass::turn`], from the inbox.
+struct Members<'a, I>(&'a I);
+
+impl<I: Inbox> Membership for Members<'_, I> {
+    async fn is_member(&self, team: &str, user: &str) -> bool {
+        self.0.in_team(team, user).await.unwrap_or(true)
+    }
+}
+
 /// Users, then team members, each once, in first-seen order.
 async fn recipients<I: Inbox>(inbox: &I, request: &NotificationRequest) -> Result<Vec<String>, Failure> {
     let mut seen = HashSet::new();
@@ -384,13 +398,21 @@ mod tests {
         teams: HashMap<String, Vec<String>>,
         mutes: HashMap<String, String>,
         fail_inserts: Mutex<bool>,
+        /// When set, team expansions wait for a permit.
+        slow_teams: Option<Arc<tokio::sync::Semaphore>>,
         /// Shared with a [`FakeOutbox`] to see the order of sends (`p`) and inserts (`i`).
         log: Arc<Mutex<String>>,
     }
 
     impl Inbox for FakeInbox {
         async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
+            if let Some(permits) = &self.slow_teams {
+                permits.acquire().await.expect("never closed").forget();
+            }
             Ok(self.teams.get(team).cloned().unwrap_or_default())
+        }
+        async fn in_team(&self, team: &str, user: &str) -> Result<bool, Failure> {
+            Ok(self.teams.get(team).is_some_and(|m| m.iter().any(|u| u == user)))
         }
         async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {
             Ok(users.iter().filter_map(|u| Some((u.to_string(), vec![self.mutes.get(*u)?.clone()]))).collect())
@@ -592,7 +614,7 @@ mod tests {
         let gate = Gate::default();
         // An earlier request holds m250's turn (it failed, and its redelivery will send it).
         let earlier = gate.enter(1);
-        earlier.declare([&"m250".to_owned()]);
+        earlier.declare(&mut vec!["m250".to_owned()]);
         let pass = gate.enter(2);
         let body = br#"{"id":"n","recipients":{"teams":["t"]},"kind":"k","title":"x"}"#;
         let stages = Stages::default();
@@ -617,6 +639,42 @@ mod tests {
         );
         // m0..m249 were published, chunks one and two stored, then m250 got its turn.
         assert_eq!(inbox.log.lock().unwrap().find('i'), Some(250));
+    }
+
+    #[tokio::test]
+    async fn a_single_user_notification_passes_a_team_still_being_expanded_unless_in_it() {
+        let (mut inbox, outbox) = team(300);
+        let expansion = Arc::new(tokio::sync::Semaphore::new(0));
+        inbox.slow_teams = Some(expansion.clone());
+        let gate = Gate::default();
+        let (team_pass, solo_pass, member_pass) = (gate.enter(1), gate.enter(2), gate.enter(3));
+        let stages = Stages::default();
+        let team_body = br#"{"id":"team","recipients":{"teams":["t"]},"kind":"k","title":"x"}"#;
+        let solo_body = br#"{"id":"solo","recipients":{"users":["solo"]},"kind":"k","title":"x"}"#;
+        let member_body = br#"{"id":"mine","recipients":{"users":["m7"]},"kind":"k","title":"x"}"#;
+        let team = deliver(&inbox, &outbox, 4, event(team_body, 1), &team_pass, &stages);
+        let solo = deliver(&inbox, &outbox, 4, event(solo_body, 1), &solo_pass, &stages);
+        let member = deliver(&inbox, &outbox, 4, event(member_body, 1), &member_pass, &stages);
+        let (mut team, mut member) = (Box::pin(team), Box::pin(member));
+        let early = async {
+            let solo = tokio::time::timeout(Duration::from_secs(5), solo).await;
+            let member_waits = tokio::time::timeout(Duration::from_millis(200), member.as_mut()).await.is_err();
+            (solo, member_waits)
+        };
+        let ((solo, member_waits), team_waits) = futures::join!(early, async {
+            tokio::time::timeout(Duration::from_millis(300), team.as_mut()).await.is_err()
+        });
+        assert!(team_waits, "the team is still being expanded");
+        assert!(solo.expect("solo is in no team: it does not wait for the expansion").is_ok());
+        assert!(member_waits, "m7 is in the team: its copy of the team comes first");
+        expansion.add_permits(1);
+        let (team, member) = futures::join!(team, member);
+        assert!(team.is_ok() && member.is_ok());
+        let published = outbox.published.lock().unwrap();
+        let at = |user: &str, id: &str| published.iter().position(|(u, i, _)| u == user && i == id).unwrap();
+        assert_eq!(at("solo", "solo"), 0);
+        assert!(at("m7", "team") < at("m7", "mine"), "m7's copies in acceptance order");
+        assert_eq!(published.len(), 302);
     }
 
     #[tokio::test]

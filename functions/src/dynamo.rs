@@ -3,7 +3,7 @@
 //!
 //! `DynamoInbox` is the store itself (the name the benchmarks and tests use): membership and
 //! preferences are managed through its methods (`add_member`, `add_members`, `remove_member`,
-//! `list_members`, `list_members_page`, `set_muted_kinds`, `muted_kinds`).
+//! `is_member`, `list_members`, `list_members_page`, `set_muted_kinds`, `muted_kinds`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,6 +16,10 @@ use crate::ports::{Count, Failure, Inbox};
 impl Inbox for Store {
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
         Ok(self.list_members(team).await?)
+    }
+
+    async fn in_team(&self, team: &str, user: &str) -> Result<bool, Failure> {
+        Ok(self.is_member(team, user).await?)
     }
 
     async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {

@@ -6,8 +6,15 @@
 //! accepted before it still has an unsent copy for that user. So a user's copies enter
 //! `HERALD_USER` in acceptance order, while a small request passes a big one that does not
 //! share its users (or has already sent its copies to them): a single-user notification waits
-//! for a 10,000-member team only until the team is expanded and, if the user is a member,
-//! until the team's copy for that user is sent.
+//! for a 10,000-member team only if the user is a member, until the team's copy for that user
+//! is sent.
+//!
+//! A team is expanded by reading every member, which takes a while for a big one. Meanwhile a
+//! later request with few recipients does not wait for the whole expansion: for each of its
+//! users it asks the store whether the user is in the team (a consistent read) and waits only
+//! if so. A user found outside is left out of the team's copies even if the expansion, read a
+//! moment later, finds them (they joined in between): membership is taken, per user, at some
+//! moment between acceptance and expansion, as it always was.
 //!
 //! A request that fails transiently after declaring keeps its place for the copies it did not
 //! send ([`Pass::hold`]): later requests for those users wait for its redelivery, which takes the
@@ -19,13 +26,24 @@
 //!   requests accepted later, and so may two requests handled at once by two processes.
 //!
 //! Every map here is bounded by the requests in hand plus those on hold (at most the consumer's
-//! `max_ack_pending`); holds expire on their own.
+//! `max_ack_pending`), and what was asked about a team by their users ([`ASK_UP_TO`] each);
+//! holds expire on their own.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+/// A request with more recipients than this waits for earlier teams to be expanded rather than
+/// asking about each of its users.
+pub const ASK_UP_TO: usize = 100;
+
+/// Whether a user is in a team, asked while the team is being expanded.
+pub trait Membership: Sync {
+    /// Whether `user` is in `team` now (a consistent read); a failure counts as yes (wait).
+    fn is_member(&self, team: &str, user: &str) -> impl Future<Output = bool> + Send;
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -44,6 +62,22 @@ struct Claim {
     generation: u64,
     users: HashSet<String>,
     held_until: Option<Instant>,
+    /// Undeclared and expanding teams: what later requests may ask about.
+    expanding: Option<Expanding>,
+    /// Users later requests found outside the request's teams: left out when it declares.
+    outside: HashSet<String>,
+    /// Declared with at most [`ASK_UP_TO`] recipients.
+    may_ask: bool,
+}
+
+/// What is known of a request whose teams are being expanded.
+#[derive(Debug, Default)]
+struct Expanding {
+    /// Its users named directly.
+    users: HashSet<String>,
+    teams: Vec<String>,
+    /// Users found in one of the teams: later requests wait for the declaration.
+    members: HashSet<String>,
 }
 
 impl State {
@@ -77,6 +111,43 @@ impl State {
     fn owns(&self, seq: u64, generation: u64) -> bool {
         self.claims.get(&seq).is_some_and(|c| c.generation == generation)
     }
+
+    /// For the request `seq`'s copy for `user`, given no earlier request has an unsent copy for
+    /// them: `Some` of the earlier expanding requests whose teams must be asked about (empty:
+    /// the copy may go now), or `None` when it must wait for an earlier declaration.
+    fn to_ask(&self, seq: u64, user: &str) -> Option<Vec<(u64, Vec<String>)>> {
+        let may_ask = self.claims.get(&seq).is_some_and(|c| c.may_ask);
+        let mut ask = Vec::new();
+        for earlier in self.undeclared.range(..seq) {
+            let claim = self.claims.get(earlier)?;
+            let expanding = claim.expanding.as_ref()?;
+            if claim.outside.contains(user) {
+                continue;
+            }
+            if !may_ask || expanding.users.contains(user) || expanding.members.contains(user) {
+                return None;
+            }
+            ask.push((*earlier, expanding.teams.clone()));
+        }
+        Some(ask)
+    }
+
+    /// A later request asked whether `user` is in the teams of `earlier`, still expanding.
+    fn found(&mut self, earlier: u64, user: &str, member: bool) {
+        if !self.undeclared.contains(&earlier) {
+            return;
+        }
+        let Some(claim) = self.claims.get_mut(&earlier) else { return };
+        match (member, claim.expanding.as_mut()) {
+            (true, Some(e)) => {
+                e.members.insert(user.to_owned());
+            }
+            (false, Some(_)) => {
+                claim.outside.insert(user.to_owned());
+            }
+            (_, None) => {}
+        }
+    }
 }
 
 /// The process's ordering of per-user sends; clones share it.
@@ -104,7 +175,15 @@ impl Gate {
                 claim.held_until = None;
             }
             None => {
-                s.claims.insert(seq, Claim { generation, users: HashSet::new(), held_until: None });
+                let claim = Claim {
+                    generation,
+                    users: HashSet::new(),
+                    held_until: None,
+                    expanding: None,
+                    outside: HashSet::new(),
+                    may_ask: false,
+                };
+                s.claims.insert(seq, claim);
                 s.undeclared.insert(seq);
             }
         }
@@ -127,42 +206,79 @@ impl Pass {
         Gate::default().enter(seq)
     }
 
-    /// The request's recipients are known: it will send (or skip) a copy for each.
-    pub fn declare<'a>(&self, users: impl IntoIterator<Item = &'a String>) {
+    /// The request's `teams` are being expanded; `users` are the ones it names directly. Later
+    /// requests may ask about their users meanwhile instead of waiting (see the module docs).
+    pub fn expanding(&self, users: &[String], teams: &[String]) {
+        let mut s = self.gate.lock();
+        if !s.owns(self.seq, self.generation) || !s.undeclared.contains(&self.seq) {
+            return;
+        }
+        let claim = s.claims.get_mut(&self.seq).expect("owned");
+        claim.expanding =
+            Some(Expanding { users: users.iter().cloned().collect(), teams: teams.to_vec(), members: HashSet::new() });
+    }
+
+    /// The request's recipients are known: it will send (or skip) a copy for each. Users a
+    /// later request found outside its teams meanwhile are taken out of `users`.
+    pub fn declare(&self, users: &mut Vec<String>) {
         let mut s = self.gate.lock();
         if !s.owns(self.seq, self.generation) {
             return;
         }
-        let users: Vec<&String> = users.into_iter().collect();
-        for u in &users {
-            s.waiting.entry((*u).clone()).or_default().insert(self.seq);
-        }
         let claim = s.claims.get_mut(&self.seq).expect("owned");
-        claim.users.extend(users.into_iter().cloned());
+        if !claim.outside.is_empty() {
+            users.retain(|u| !claim.outside.contains(u));
+        }
+        claim.users.extend(users.iter().cloned());
+        claim.expanding = None;
+        claim.may_ask = users.len() <= ASK_UP_TO;
+        for u in users.iter() {
+            s.waiting.entry(u.clone()).or_default().insert(self.seq);
+        }
         s.undeclared.remove(&self.seq);
         drop(s);
         self.gate.changed.notify_waiters();
     }
 
-    /// Waits until this request may send its copy for `user` (see the module docs).
-    pub async fn turn(&self, user: &str) {
+    /// Waits until this request may send its copy for `user` (see the module docs); earlier
+    /// teams still being expanded are asked about through `members`.
+    pub async fn turn(&self, user: &str, members: &impl Membership) {
         loop {
             let notified = self.gate.changed.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            {
+            let ask = {
                 let mut s = self.gate.lock();
                 if s.expire(Instant::now()) {
                     self.gate.changed.notify_waiters();
                 }
-                let earlier_undeclared = s.undeclared.range(..self.seq).next().is_some();
                 let earlier_copy = s.waiting.get(user).is_some_and(|w| w.range(..self.seq).next().is_some());
-                if !earlier_undeclared && !earlier_copy {
-                    return;
+                match earlier_copy {
+                    true => None,
+                    false => s.to_ask(self.seq, user),
+                }
+            };
+            match ask {
+                Some(ask) if ask.is_empty() => return,
+                Some(ask) => {
+                    for (earlier, teams) in ask {
+                        let mut member = false;
+                        for team in &teams {
+                            if members.is_member(team, user).await {
+                                member = true;
+                                break;
+                            }
+                        }
+                        self.gate.lock().found(earlier, user, member);
+                    }
+                    // Look again at once: the answers decide, unless the teams were declared
+                    // meanwhile (then their copies do).
+                }
+                // Holds expire without anyone being notified: look again now and then.
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
                 }
             }
-            // Holds expire without anyone being notified: look again now and then.
-            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
         }
     }
 
@@ -227,8 +343,42 @@ mod tests {
         names.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Teams as the store would answer, and every question asked.
+    #[derive(Default)]
+    struct Teams {
+        members: Mutex<HashMap<String, HashSet<String>>>,
+        asked: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Teams {
+        fn with(team: &str, names: &[&str]) -> Teams {
+            let t = Teams::default();
+            t.members.lock().unwrap().insert(team.to_owned(), names.iter().map(|s| s.to_string()).collect());
+            t
+        }
+
+        fn join(&self, team: &str, user: &str) {
+            self.members.lock().unwrap().entry(team.to_owned()).or_default().insert(user.to_owned());
+        }
+
+        fn asked(&self) -> usize {
+            self.asked.lock().unwrap().len()
+        }
+    }
+
+    impl Membership for Teams {
+        async fn is_member(&self, team: &str, user: &str) -> bool {
+            self.asked.lock().unwrap().push((team.to_owned(), user.to_owned()));
+            self.members.lock().unwrap().get(team).is_some_and(|m| m.contains(user))
+        }
+    }
+
     async fn passes(p: &Pass, user: &str) -> bool {
-        tokio::time::timeout(Duration::from_millis(50), p.turn(user)).await.is_ok()
+        passes_with(p, user, &Teams::default()).await
+    }
+
+    async fn passes_with(p: &Pass, user: &str, teams: &Teams) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), p.turn(user, teams)).await.is_ok()
     }
 
     #[tokio::test]
@@ -237,10 +387,10 @@ mod tests {
         let big = gate.enter(1);
         let small = gate.enter(2);
         let other = gate.enter(3);
-        small.declare(&users(&["x"]));
-        other.declare(&users(&["y"]));
+        small.declare(&mut users(&["x"]));
+        other.declare(&mut users(&["y"]));
         assert!(!passes(&small, "x").await, "the big one is not expanded yet");
-        big.declare(&users(&["x", "z"]));
+        big.declare(&mut users(&["x", "z"]));
         assert!(passes(&other, "y").await, "y is not the big one's");
         assert!(!passes(&small, "x").await, "x's copy of the big one comes first");
         big.sent("x");
@@ -252,10 +402,10 @@ mod tests {
     async fn a_failed_request_keeps_its_place_until_redelivered_or_expired() {
         let gate = Gate::default();
         let first = gate.enter(10);
-        first.declare(&users(&["u"]));
+        first.declare(&mut users(&["u"]));
         first.hold(Duration::from_millis(300));
         let later = gate.enter(11);
-        later.declare(&users(&["u"]));
+        later.declare(&mut users(&["u"]));
         assert!(!passes(&later, "u").await, "held for the redelivery");
         let again = gate.enter(10);
         assert!(passes(&again, "u").await, "the redelivery has its place back");
@@ -263,11 +413,11 @@ mod tests {
         assert!(passes(&later, "u").await);
         // An undeclared failure holds nothing; an expired hold frees its users.
         let gone = gate.enter(20);
-        gone.declare(&users(&["v"]));
+        gone.declare(&mut users(&["v"]));
         gone.hold(Duration::from_millis(100));
         let next = gate.enter(21);
-        next.declare(&users(&["v"]));
-        assert!(tokio::time::timeout(Duration::from_secs(2), next.turn("v")).await.is_ok());
+        next.declare(&mut users(&["v"]));
+        assert!(tokio::time::timeout(Duration::from_secs(2), next.turn("v", &Teams::default())).await.is_ok());
         drop(later);
     }
 
@@ -275,10 +425,59 @@ mod tests {
     async fn a_dropped_pass_frees_its_users() {
         let gate = Gate::default();
         let a = gate.enter(1);
-        a.declare(&users(&["u"]));
+        a.declare(&mut users(&["u"]));
         let b = gate.enter(2);
-        b.declare(&users(&["u"]));
+        b.declare(&mut users(&["u"]));
         drop(a);
         assert!(passes(&b, "u").await);
+    }
+
+    #[tokio::test]
+    async fn a_small_request_asks_about_an_expanding_team_instead_of_waiting_for_it() {
+        let gate = Gate::default();
+        let teams = Teams::with("crowd", &["m1", "m2"]);
+        let team = gate.enter(1);
+        team.expanding(&users(&["named"]), &users(&["crowd"]));
+        let (outsider, member, named) = (gate.enter(2), gate.enter(3), gate.enter(4));
+        outsider.declare(&mut users(&["solo"]));
+        member.declare(&mut users(&["m1"]));
+        named.declare(&mut users(&["named"]));
+        assert!(passes_with(&outsider, "solo", &teams).await, "solo is in no team of the earlier request");
+        assert!(!passes_with(&member, "m1", &teams).await, "m1 waits for the team's copy");
+        assert!(!passes_with(&named, "named", &teams).await, "named directly: no need to ask");
+        assert_eq!(teams.asked(), 2);
+        // The expansion, read a moment later, finds solo too (joined in between): solo was found
+        // outside, so the team leaves solo out and solo's order holds.
+        teams.join("crowd", "solo");
+        let mut expanded = users(&["named", "m1", "m2", "solo"]);
+        team.declare(&mut expanded);
+        assert_eq!(expanded, users(&["named", "m1", "m2"]));
+        assert!(!passes_with(&member, "m1", &teams).await);
+        team.sent("m1");
+        team.sent("named");
+        assert!(passes_with(&member, "m1", &teams).await);
+        assert!(passes_with(&named, "named", &teams).await);
+    }
+
+    #[tokio::test]
+    async fn a_big_request_or_an_unexpanded_one_waits_without_asking() {
+        let gate = Gate::default();
+        let teams = Teams::with("crowd", &["m1"]);
+        let team = gate.enter(1);
+        team.expanding(&[], &users(&["crowd"]));
+        let big = gate.enter(2);
+        let mut many: Vec<String> = (0..=ASK_UP_TO).map(|i| format!("u{i}")).collect();
+        big.declare(&mut many);
+        assert!(!passes_with(&big, "u0", &teams).await, "too many users to ask about each");
+        // A request not yet parsed (no teams known) holds everyone after it.
+        let unknown = gate.enter(3);
+        let small = gate.enter(4);
+        small.declare(&mut users(&["solo"]));
+        team.declare(&mut users(&["m1"]));
+        assert!(!passes_with(&small, "solo", &teams).await, "request 3 may name solo");
+        assert_eq!(teams.asked(), 0);
+        unknown.declare(&mut users(&["other"]));
+        assert!(passes_with(&small, "solo", &teams).await);
+        assert!(passes_with(&big, "u0", &teams).await, "the team is declared: u0 is not in it");
     }
 }

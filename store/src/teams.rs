@@ -9,6 +9,11 @@ use crate::errors::{StoreError, classify};
 use crate::metrics::Op;
 use crate::{Store, get_s, s};
 
+/// Members per query when a whole team is read. DynamoDB would return ~25,000 in one 1 MB page;
+/// smaller pages let other requests in between on a store that serves one at a time (the local
+/// one: a 10,000-member query holds it for ~50 ms), at the cost of a round trip per page.
+pub const MEMBERS_PAGE: i32 = 1_000;
+
 /// One page of a team's members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembersPage {
@@ -60,6 +65,24 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `user` is in `team` now (a consistent read).
+    pub async fn is_member(&self, team: &str, user: &str) -> Result<bool, StoreError> {
+        self.count(Op::Get);
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.tables.team_members)
+            .key("team", s(team))
+            .key("user", s(user))
+            .projection_expression("#u")
+            .expression_attribute_names("#u", "user")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb get member", e))?;
+        Ok(got.item().is_some())
+    }
+
     /// At most `limit` members of `team` whose id sorts after `after` (from the first when
     /// `None`), in user-id order; `next` is set only when more follow.
     pub async fn list_members_page(
@@ -86,12 +109,12 @@ impl Store {
         Ok(MembersPage { members, next })
     }
 
-    /// Every member of a team, in user-id order, read through all pages.
+    /// Every member of a team, in user-id order, read through all pages of [`MEMBERS_PAGE`].
     pub async fn list_members(&self, team: &str) -> Result<Vec<String>, StoreError> {
         let mut members = Vec::new();
         let mut start = None;
         loop {
-            let (page, last) = self.query_members(team, None, start).await?;
+            let (page, last) = self.query_members(team, Some(MEMBERS_PAGE), start).await?;
             members.extend(page);
             match last {
                 Some(k) => start = Some(k),

@@ -142,22 +142,35 @@ async fn a_single_user_notification_passes_a_10000_member_team() -> anyhow::Resu
     let stack = Stack::start(StackOptions::default()).await?;
     let members: Vec<String> = (0..MEMBERS).map(|i| format!("crowd-{i:05}")).collect();
     stack.inbox().add_members("crowd", &members).await?;
+    assert!(stack.inbox().is_member("crowd", "crowd-04321").await?);
+    assert!(!stack.inbox().is_member("crowd", "solo").await?);
     let mut solo = stack.connect("solo", None).await?;
+    let mut member = stack.connect("crowd-04321", None).await?;
 
     let started = Instant::now();
     let mut team = request("crowd-news", &[]);
     team.recipients.teams = vec!["crowd".into()];
     stack.publisher.publish("test", &team).await?;
-    // Accepted once the team is on its way.
-    eventually(Duration::from_secs(30), || async { Ok(stack.stream_count("crowd-00000").await? == 1) }).await?;
+    // Accepted while the team is being expanded: solo is asked about and passes; the member
+    // waits for the team's copy.
     let sent = Instant::now();
     stack.publisher.publish("test", &request("just-you", &["solo"])).await?;
+    stack.publisher.publish("test", &request("yours-too", &["crowd-04321"])).await?;
     let first = tokio::time::timeout(Duration::from_secs(60), solo.next()).await?;
     let solo_latency = sent.elapsed();
     assert!(
         matches!(&first, Ok(Event::Notification { notification, .. }) if notification.id == "just-you"),
         "{first:?}"
     );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Event::Notification { notification, .. } =
+            tokio::time::timeout(Duration::from_secs(60), member.next()).await??
+        {
+            got.push(notification.id);
+        }
+    }
+    assert_eq!(got, ["crowd-news", "yours-too"], "the member's copies in acceptance order");
     eventually(Duration::from_secs(120), || async { Ok(stored_copies(&stack, "crowd-news").await? == MEMBERS) })
         .await?;
     let team_total = started.elapsed();
