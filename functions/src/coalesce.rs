@@ -352,6 +352,9 @@ mod tests {
         async fn team_members(&self, _: &str) -> Result<Vec<String>, Failure> {
             Ok(Vec::new())
         }
+        async fn in_team(&self, _: &str, _: &str) -> Result<bool, Failure> {
+            Ok(false)
+        }
         async fn muted_kinds(&self, users: &[&str]) -> Result<HashMap<String, Vec<String>>, Failure> {
             self.enter()?;
             Ok(users.iter().filter(|u| u.starts_with("quiet")).map(|u| (u.to_string(), vec!["k".to_owned()])).collect())

@@ -646,7 +646,8 @@ mod tests {
         let (mut inbox, outbox) = team(300);
         let expansion = Arc::new(tokio::sync::Semaphore::new(0));
         inbox.slow_teams = Some(expansion.clone());
-        let gate = Gate::default();
+        // Only wake-ups move a waiting request: none passes by looking again after a while.
+        let gate = Gate::deaf();
         let (team_pass, solo_pass, member_pass) = (gate.enter(1), gate.enter(2), gate.enter(3));
         let stages = Stages::default();
         let team_body = br#"{"id":"team","recipients":{"teams":["t"]},"kind":"k","title":"x"}"#;
@@ -661,9 +662,11 @@ mod tests {
             let member_waits = tokio::time::timeout(Duration::from_millis(200), member.as_mut()).await.is_err();
             (solo, member_waits)
         };
-        let ((solo, member_waits), team_waits) = futures::join!(early, async {
-            tokio::time::timeout(Duration::from_millis(300), team.as_mut()).await.is_err()
-        });
+        // The team first: it begins expanding (and waits for a permit) before the others run.
+        let (team_waits, (solo, member_waits)) = futures::join!(
+            async { tokio::time::timeout(Duration::from_millis(300), team.as_mut()).await.is_err() },
+            early
+        );
         assert!(team_waits, "the team is still being expanded");
         assert!(solo.expect("solo is in no team: it does not wait for the expansion").is_ok());
         assert!(member_waits, "m7 is in the team: its copy of the team comes first");

@@ -2,19 +2,21 @@
 //!
 //! Every request in hand has a [`Pass`], keyed by its `HERALD_IN` sequence (its acceptance
 //! order). Once its recipients are known it *declares* them; it may then send its copy for a
-//! user as soon as (1) no request accepted before it is still undeclared, and (2) no request
-//! accepted before it still has an unsent copy for that user. So a user's copies enter
-//! `HERALD_USER` in acceptance order, while a small request passes a big one that does not
-//! share its users (or has already sent its copies to them): a single-user notification waits
-//! for a 10,000-member team only if the user is a member, until the team's copy for that user
-//! is sent.
+//! user as soon as (1) every request accepted before it has declared, or is expanding teams the
+//! user was found not to be in (below), and (2) no request accepted before it still has an
+//! unsent copy for that user. So a user's copies enter `HERALD_USER` in acceptance order, while
+//! a small request passes a big one that does not share its users (or has already sent its
+//! copies to them).
 //!
 //! A team is expanded by reading every member, which takes a while for a big one. Meanwhile a
-//! later request with few recipients does not wait for the whole expansion: for each of its
-//! users it asks the store whether the user is in the team (a consistent read) and waits only
-//! if so. A user found outside is left out of the team's copies even if the expansion, read a
-//! moment later, finds them (they joined in between): membership is taken, per user, at some
-//! moment between acceptance and expansion, as it always was.
+//! later request with at most [`ASK_UP_TO`] recipients asks the store, for each of its users,
+//! whether the user is in the team (a consistent read), and waits only if so. It waits without
+//! asking when the user is named directly by the earlier request, when that request names more
+//! than [`ASK_TEAMS_UP_TO`] teams or is not parsed yet, when it has asked [`ASK_BUDGET`]
+//! questions already, and when the store fails to answer. A user found outside is left out of
+//! the team's copies even if the expansion, read a moment later, finds them (they joined in
+//! between), also by a redelivery of the team within the hold: membership is taken, per user,
+//! at some moment between acceptance and expansion.
 //!
 //! A request that fails transiently after declaring keeps its place for the copies it did not
 //! send ([`Pass::hold`]): later requests for those users wait for its redelivery, which takes the
@@ -30,6 +32,8 @@
 //! holds expire on their own.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +42,12 @@ use tokio::sync::Notify;
 /// A request with more recipients than this waits for earlier teams to be expanded rather than
 /// asking about each of its users.
 pub const ASK_UP_TO: usize = 100;
+/// Questions one request may ask in all (one per user and team); past them it waits.
+const ASK_BUDGET: usize = 100;
+/// A request naming more teams than this is waited for, not asked about.
+const ASK_TEAMS_UP_TO: usize = 4;
+/// How often a waiting request looks again on its own (holds expire without a wake-up).
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
 
 /// Whether a user is in a team, asked while the team is being expanded.
 pub trait Membership: Sync {
@@ -52,6 +62,9 @@ struct State {
     /// Per user, the requests that still have an unsent copy for them.
     waiting: HashMap<String, BTreeSet<u64>>,
     claims: HashMap<u64, Claim>,
+    /// The `outside` of requests released on a failure, until their redelivery takes it back
+    /// or the hold would have expired.
+    left_out: HashMap<u64, (HashSet<String>, Instant)>,
     generation: u64,
 }
 
@@ -100,6 +113,7 @@ impl State {
     }
 
     fn expire(&mut self, now: Instant) -> bool {
+        self.left_out.retain(|_, (_, until)| *until > now);
         let expired: Vec<u64> =
             self.claims.iter().filter(|(_, c)| c.held_until.is_some_and(|t| t <= now)).map(|(s, _)| *s).collect();
         for seq in &expired {
@@ -124,12 +138,21 @@ impl State {
             if claim.outside.contains(user) {
                 continue;
             }
-            if !may_ask || expanding.users.contains(user) || expanding.members.contains(user) {
+            if !may_ask
+                || expanding.teams.len() > ASK_TEAMS_UP_TO
+                || expanding.users.contains(user)
+                || expanding.members.contains(user)
+            {
                 return None;
             }
             ask.push((*earlier, expanding.teams.clone()));
         }
         Some(ask)
+    }
+
+    /// Whether `earlier` is still expanding its teams (answers about it still count).
+    fn still_expanding(&self, earlier: u64) -> bool {
+        self.undeclared.contains(&earlier) && self.claims.get(&earlier).is_some_and(|c| c.expanding.is_some())
     }
 
     /// A later request asked whether `user` is in the teams of `earlier`, still expanding.
@@ -155,11 +178,19 @@ impl State {
 pub struct Gate {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
+    /// [`LOOK_AGAIN`]; tests lengthen it to show that a wake-up came.
+    look_again: Option<Duration>,
 }
 
 impl Gate {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A gate whose waiting requests never look again on their own: only a wake-up moves them.
+    #[cfg(test)]
+    pub(crate) fn deaf() -> Gate {
+        Gate { look_again: Some(Duration::from_secs(3600)), ..Gate::default() }
     }
 
     /// A pass for the request with `HERALD_IN` sequence `seq`, taken when it is received. A
@@ -180,14 +211,14 @@ impl Gate {
                     users: HashSet::new(),
                     held_until: None,
                     expanding: None,
-                    outside: HashSet::new(),
+                    outside: s.left_out.remove(&seq).map(|(o, _)| o).unwrap_or_default(),
                     may_ask: false,
                 };
                 s.claims.insert(seq, claim);
                 s.undeclared.insert(seq);
             }
         }
-        Pass { gate: self.clone(), seq, generation, done: false }
+        Pass { gate: self.clone(), seq, generation, done: false, asked: AtomicUsize::new(0) }
     }
 }
 
@@ -198,6 +229,8 @@ pub struct Pass {
     seq: u64,
     generation: u64,
     done: bool,
+    /// Questions asked so far (at most [`ASK_BUDGET`]).
+    asked: AtomicUsize,
 }
 
 impl Pass {
@@ -216,19 +249,23 @@ impl Pass {
         let claim = s.claims.get_mut(&self.seq).expect("owned");
         claim.expanding =
             Some(Expanding { users: users.iter().cloned().collect(), teams: teams.to_vec(), members: HashSet::new() });
+        drop(s);
+        // Requests already waiting behind this one may ask now.
+        self.gate.changed.notify_waiters();
     }
 
     /// The request's recipients are known: it will send (or skip) a copy for each. Users a
     /// later request found outside its teams meanwhile are taken out of `users`.
     pub fn declare(&self, users: &mut Vec<String>) {
         let mut s = self.gate.lock();
+        // Even for a pass a redelivery overtook: later requests went ahead of these users.
+        if let Some(claim) = s.claims.get(&self.seq).filter(|c| !c.outside.is_empty()) {
+            users.retain(|u| !claim.outside.contains(u));
+        }
         if !s.owns(self.seq, self.generation) {
             return;
         }
         let claim = s.claims.get_mut(&self.seq).expect("owned");
-        if !claim.outside.is_empty() {
-            users.retain(|u| !claim.outside.contains(u));
-        }
         claim.users.extend(users.iter().cloned());
         claim.expanding = None;
         claim.may_ask = users.len() <= ASK_UP_TO;
@@ -258,25 +295,34 @@ impl Pass {
                     false => s.to_ask(self.seq, user),
                 }
             };
+            let ask = ask.filter(|a| a.is_empty() || self.asked.load(Relaxed) < ASK_BUDGET);
             match ask {
                 Some(ask) if ask.is_empty() => return,
                 Some(ask) => {
-                    for (earlier, teams) in ask {
+                    'earlier: for (earlier, teams) in ask {
                         let mut member = false;
                         for team in &teams {
+                            if !self.gate.lock().still_expanding(earlier) {
+                                continue 'earlier;
+                            }
+                            self.asked.fetch_add(1, Relaxed);
                             if members.is_member(team, user).await {
                                 member = true;
                                 break;
                             }
                         }
                         self.gate.lock().found(earlier, user, member);
+                        if member {
+                            break; // it waits for that one anyway
+                        }
                     }
                     // Look again at once: the answers decide, unless the teams were declared
                     // meanwhile (then their copies do).
                 }
                 // Holds expire without anyone being notified: look again now and then.
                 None => {
-                    let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+                    let look_again = self.gate.look_again.unwrap_or(LOOK_AGAIN);
+                    let _ = tokio::time::timeout(look_again, notified).await;
                 }
             }
         }
@@ -314,6 +360,11 @@ impl Pass {
                 c.held_until = Some(Instant::now() + for_at_most);
             }
         } else {
+            // Its redelivery expands again: it must still leave out the users found outside.
+            if let Some(c) = s.claims.get_mut(&self.seq).filter(|c| !c.outside.is_empty()) {
+                let outside = std::mem::take(&mut c.outside);
+                s.left_out.insert(self.seq, (outside, Instant::now() + for_at_most));
+            }
             s.release(self.seq);
         }
         drop(s);
@@ -469,15 +520,65 @@ mod tests {
         let mut many: Vec<String> = (0..=ASK_UP_TO).map(|i| format!("u{i}")).collect();
         big.declare(&mut many);
         assert!(!passes_with(&big, "u0", &teams).await, "too many users to ask about each");
-        // A request not yet parsed (no teams known) holds everyone after it.
+        // A request not yet parsed (no teams known) holds everyone after it, and so does one
+        // naming too many teams to ask about.
         let unknown = gate.enter(3);
-        let small = gate.enter(4);
+        let wide = gate.enter(4);
+        let teams_of_wide: Vec<String> = (0..=ASK_TEAMS_UP_TO).map(|i| format!("t{i}")).collect();
+        wide.expanding(&[], &teams_of_wide);
+        let small = gate.enter(5);
         small.declare(&mut users(&["solo"]));
-        team.declare(&mut users(&["m1"]));
         assert!(!passes_with(&small, "solo", &teams).await, "request 3 may name solo");
-        assert_eq!(teams.asked(), 0);
+        team.declare(&mut users(&["m1"]));
+        assert!(!passes_with(&small, "solo", &teams).await, "request 3 may still name solo");
         unknown.declare(&mut users(&["other"]));
+        assert!(!passes_with(&small, "solo", &teams).await, "request 4 names too many teams to ask about");
+        assert_eq!(teams.asked(), 0);
+        wide.declare(&mut users(&["w"]));
         assert!(passes_with(&small, "solo", &teams).await);
         assert!(passes_with(&big, "u0", &teams).await, "the team is declared: u0 is not in it");
+    }
+
+    #[tokio::test]
+    async fn a_team_starting_its_expansion_wakes_the_requests_waiting_behind_it() {
+        let gate = Gate::deaf();
+        let teams = Teams::with("crowd", &["m1"]);
+        let team = gate.enter(1);
+        let small = gate.enter(2);
+        small.declare(&mut users(&["solo"]));
+        let waiting = tokio::time::timeout(Duration::from_secs(5), small.turn("solo", &teams));
+        let announce = async {
+            tokio::task::yield_now().await;
+            team.expanding(&[], &users(&["crowd"]));
+        };
+        let (waited, ()) = futures::join!(waiting, announce);
+        assert!(waited.is_ok(), "woken when the team began expanding");
+        assert_eq!(teams.asked(), 1);
+    }
+
+    #[tokio::test]
+    async fn users_found_outside_stay_out_across_an_overtaking_redelivery_and_a_failure() {
+        let gate = Gate::default();
+        let teams = Teams::with("crowd", &["m1"]);
+        // A delivery of the team overtaken by its redelivery, both expanding.
+        let first = gate.enter(1);
+        first.expanding(&[], &users(&["crowd"]));
+        let small = gate.enter(2);
+        small.declare(&mut users(&["solo"]));
+        assert!(passes_with(&small, "solo", &teams).await);
+        let again = gate.enter(1);
+        again.expanding(&[], &users(&["crowd"]));
+        teams.join("crowd", "solo");
+        let mut seen_by_first = users(&["m1", "solo"]);
+        first.declare(&mut seen_by_first);
+        assert_eq!(seen_by_first, users(&["m1"]), "the overtaken delivery leaves solo out too");
+        // The redelivery fails before declaring: its place is given up, not what was found.
+        again.hold(Duration::from_secs(60));
+        let third = gate.enter(1);
+        third.expanding(&[], &users(&["crowd"]));
+        let mut seen_by_third = users(&["m1", "solo"]);
+        third.declare(&mut seen_by_third);
+        assert_eq!(seen_by_third, users(&["m1"]), "the next redelivery leaves solo out");
+        drop(small);
     }
 }

@@ -84,12 +84,9 @@ pub trait Inbox: Send + Sync {
     fn team_members(&self, team: &str) -> impl Future<Output = Result<Vec<String>, Failure>> + Send;
 
     /// Whether `user` is in `team` now (a consistent read). Asked by small requests while an
-    /// earlier team is being expanded ([`crate::order`]); a store that cannot tell says yes,
-    /// and the request waits for the expansion.
-    fn in_team(&self, team: &str, user: &str) -> impl Future<Output = Result<bool, Failure>> + Send {
-        let _ = (team, user);
-        async { Ok(true) }
-    }
+    /// earlier team is being expanded ([`crate::order`]); on an error the request waits for
+    /// the expansion.
+    fn in_team(&self, team: &str, user: &str) -> impl Future<Output = Result<bool, Failure>> + Send;
 
     /// The kinds each of `users` muted in their preferences (users who muted none are left out).
     fn muted_kinds(&self, users: &[&str])

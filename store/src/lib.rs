@@ -52,12 +52,16 @@ pub struct Store {
     tables: Tables,
     ttl: Duration,
     counts: Arc<RequestCounts>,
+    /// Members per query of a whole team: [`teams::LOCAL_MEMBERS_PAGE`] on a local server,
+    /// unlimited (1 MB pages) on DynamoDB.
+    members_page: Option<i32>,
 }
 
 impl Store {
     /// A store over `client` with the table names of `config` and the default retention.
     pub fn new(client: Client, config: &DynamoConfig) -> Self {
-        Store { client, tables: Tables::new(config), ttl: DEFAULT_TTL, counts: Arc::default() }
+        let members_page = config.endpoint.is_some().then_some(teams::LOCAL_MEMBERS_PAGE);
+        Store { client, tables: Tables::new(config), ttl: DEFAULT_TTL, counts: Arc::default(), members_page }
     }
 
     /// Builds the client from `config` (see [`client::client`]), then the store.

@@ -9,10 +9,11 @@ use crate::errors::{StoreError, classify};
 use crate::metrics::Op;
 use crate::{Store, get_s, s};
 
-/// Members per query when a whole team is read. DynamoDB would return ~25,000 in one 1 MB page;
-/// smaller pages let other requests in between on a store that serves one at a time (the local
-/// one: a 10,000-member query holds it for ~50 ms), at the cost of a round trip per page.
-pub const MEMBERS_PAGE: i32 = 1_000;
+/// Members per query when a whole team is read from a local server (an endpoint is set). One
+/// that serves a request at a time (dynoxide: a 10,000-member query holds it for ~50 ms) lets
+/// other requests in between pages. DynamoDB serves requests at once and returns ~25,000 members
+/// per 1 MB page, so there a team is read in as few round trips as it takes.
+pub const LOCAL_MEMBERS_PAGE: i32 = 1_000;
 
 /// One page of a team's members.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,12 +110,13 @@ impl Store {
         Ok(MembersPage { members, next })
     }
 
-    /// Every member of a team, in user-id order, read through all pages of [`MEMBERS_PAGE`].
+    /// Every member of a team, in user-id order, read through all pages (of
+    /// [`LOCAL_MEMBERS_PAGE`] on a local server).
     pub async fn list_members(&self, team: &str) -> Result<Vec<String>, StoreError> {
         let mut members = Vec::new();
         let mut start = None;
         loop {
-            let (page, last) = self.query_members(team, Some(MEMBERS_PAGE), start).await?;
+            let (page, last) = self.query_members(team, self.members_page, start).await?;
             members.extend(page);
             match last {
                 Some(k) => start = Some(k),

@@ -81,6 +81,9 @@ impl Inbox for Crash<DynamoInbox> {
     async fn team_members(&self, team: &str) -> Result<Vec<String>, Failure> {
         Inbox::team_members(&self.inner, team).await
     }
+    async fn in_team(&self, team: &str, user: &str) -> Result<bool, Failure> {
+        Inbox::in_team(&self.inner, team, user).await
+    }
     async fn muted_kinds(&self, users: &[&str]) -> Result<std::collections::HashMap<String, Vec<String>>, Failure> {
         Inbox::muted_kinds(&self.inner, users).await
     }
