@@ -11,9 +11,12 @@ export interface ChangeOptions {
      * Keep trying a `404` for this long, in ms (default 0: answer at once). A notification is
      * pushed first and stored just after (a big team's copies once the whole team is pushed, which
      * can take seconds), so an id that just arrived on the socket may not be in the inbox yet.
-     * Pass a few seconds for such ids; after the wait the `404` is thrown as usual.
+     * Pass a few seconds for such ids; after the wait the `404` is thrown as usual. At most
+     * one minute.
      */
     waitForStoreMs?: number;
+    /** Stops the waiting: the last error is thrown at the next try. */
+    signal?: AbortSignal;
 }
 export interface ListOptions {
     limit?: number;

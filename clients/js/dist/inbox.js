@@ -9,6 +9,7 @@ export class HttpError extends Error {
         this.name = "HttpError";
     }
 }
+const MAX_WAIT_FOR_STORE_MS = 60_000;
 /** The waits between tries of a `404` (then the last one repeats). */
 const STORE_RETRY_MS = [100, 200, 400, 800, 1000];
 export class InboxApi {
@@ -60,14 +61,15 @@ export class InboxApi {
     }
     /** A read-state change, tried again on `404` until `waitForStoreMs` has passed. */
     async change(id, what, opts) {
-        const deadline = Date.now() + (opts.waitForStoreMs ?? 0);
+        const wait = Math.min(Math.max(Number(opts.waitForStoreMs) || 0, 0), MAX_WAIT_FOR_STORE_MS);
+        const deadline = Date.now() + wait;
         for (let tries = 0;; tries++) {
             try {
                 return await this.call("POST", `/v1/inbox/${encodeURIComponent(id)}/${what}`);
             }
             catch (e) {
                 const left = deadline - Date.now();
-                if (!(e instanceof HttpError && e.status === 404) || left <= 0)
+                if (!(e instanceof HttpError && e.status === 404) || left <= 0 || opts.signal?.aborted)
                     throw e;
                 const wait = Math.min(left, STORE_RETRY_MS[Math.min(tries, STORE_RETRY_MS.length - 1)]);
                 await new Promise((r) => setTimeout(r, wait));

@@ -12,6 +12,11 @@ export declare class InboxView {
     loaded: boolean;
     private readonly listeners;
     private readonly offs;
+    /** Per id, the number of the latest change sent: only the latest may undo itself. */
+    private readonly changes;
+    private changed;
+    /** Stops the changes still waiting for the store when the view closes. */
+    private readonly closing;
     /**
      * `waitForStoreMs`: how long a change of one notification (read, unread, archive) keeps trying
      * while the inbox answers `404`: a notification shown from the socket is stored just after it
@@ -37,7 +42,11 @@ export declare class InboxView {
     /** Inserts in cursor order unless the id is already shown; whether it was inserted. */
     private insert;
     private wait;
-    /** Applies `local` now and sends `remote`; on failure puts the item back as it was. */
+    /**
+     * Applies `local` now and sends `remote`. On success applies `local` again (the item may have
+     * arrived meanwhile) with the server's count; on failure puts the item back as it was, unless
+     * something changed it meanwhile (a frame, a reload, a later change of the same id).
+     */
     private change;
     private markLocal;
     private set;

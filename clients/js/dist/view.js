@@ -14,6 +14,11 @@ export class InboxView {
     loaded = false;
     listeners = new Set();
     offs = [];
+    /** Per id, the number of the latest change sent: only the latest may undo itself. */
+    changes = new Map();
+    changed = 0;
+    /** Stops the changes still waiting for the store when the view closes. */
+    closing = new AbortController();
     /**
      * `waitForStoreMs`: how long a change of one notification (read, unread, archive) keeps trying
      * while the inbox answers `404`: a notification shown from the socket is stored just after it
@@ -81,6 +86,7 @@ export class InboxView {
         this.set(() => (this.muted = p.muted_kinds));
     }
     close() {
+        this.closing.abort();
         for (const off of this.offs)
             off();
         this.listeners.clear();
@@ -106,26 +112,46 @@ export class InboxView {
         return true;
     }
     wait() {
-        return { waitForStoreMs: this.waitForStoreMs };
+        return { waitForStoreMs: this.waitForStoreMs, signal: this.closing.signal };
     }
-    /** Applies `local` now and sends `remote`; on failure puts the item back as it was. */
+    /**
+     * Applies `local` now and sends `remote`. On success applies `local` again (the item may have
+     * arrived meanwhile) with the server's count; on failure puts the item back as it was, unless
+     * something changed it meanwhile (a frame, a reload, a later change of the same id).
+     */
     async change(id, local, remote) {
-        const before = this.items.find((i) => i.notification.id === id);
+        const shown = () => this.items.find((i) => i.notification.id === id);
+        const before = shown();
+        const n = ++this.changed;
+        this.changes.set(id, n);
         this.set(local);
+        const after = shown();
+        const latest = () => {
+            const is = this.changes.get(id) === n;
+            if (is)
+                this.changes.delete(id);
+            return is;
+        };
         let r;
         try {
             r = await remote();
         }
         catch (e) {
-            this.set(() => {
-                const rest = this.items.filter((i) => i.notification.id !== id);
-                this.items = rest;
-                if (before)
-                    this.insert(before);
-            });
+            if (latest() && shown() === after) {
+                this.set(() => {
+                    this.items = this.items.filter((i) => i.notification.id !== id);
+                    if (before)
+                        this.insert(before);
+                });
+            }
             throw e;
         }
-        this.set(() => (this.unread = r.unread));
+        const again = latest();
+        this.set(() => {
+            if (again)
+                local();
+            this.unread = r.unread;
+        });
     }
     markLocal(ids, read) {
         const all = ids.includes("*");

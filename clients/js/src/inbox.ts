@@ -20,10 +20,15 @@ export interface ChangeOptions {
    * Keep trying a `404` for this long, in ms (default 0: answer at once). A notification is
    * pushed first and stored just after (a big team's copies once the whole team is pushed, which
    * can take seconds), so an id that just arrived on the socket may not be in the inbox yet.
-   * Pass a few seconds for such ids; after the wait the `404` is thrown as usual.
+   * Pass a few seconds for such ids; after the wait the `404` is thrown as usual. At most
+   * one minute.
    */
   waitForStoreMs?: number;
+  /** Stops the waiting: the last error is thrown at the next try. */
+  signal?: AbortSignal;
 }
+
+const MAX_WAIT_FOR_STORE_MS = 60_000;
 
 /** The waits between tries of a `404` (then the last one repeats). */
 const STORE_RETRY_MS = [100, 200, 400, 800, 1000];
@@ -86,13 +91,14 @@ export class InboxApi {
 
   /** A read-state change, tried again on `404` until `waitForStoreMs` has passed. */
   private async change(id: string, what: string, opts: ChangeOptions): Promise<ReadState> {
-    const deadline = Date.now() + (opts.waitForStoreMs ?? 0);
+    const wait = Math.min(Math.max(Number(opts.waitForStoreMs) || 0, 0), MAX_WAIT_FOR_STORE_MS);
+    const deadline = Date.now() + wait;
     for (let tries = 0; ; tries++) {
       try {
         return await this.call<ReadState>("POST", `/v1/inbox/${encodeURIComponent(id)}/${what}`);
       } catch (e) {
         const left = deadline - Date.now();
-        if (!(e instanceof HttpError && e.status === 404) || left <= 0) throw e;
+        if (!(e instanceof HttpError && e.status === 404) || left <= 0 || opts.signal?.aborted) throw e;
         const wait = Math.min(left, STORE_RETRY_MS[Math.min(tries, STORE_RETRY_MS.length - 1)]);
         await new Promise((r) => setTimeout(r, wait));
       }

@@ -1,9 +1,10 @@
-// Pure logic of the client, without a server: cursor order, backoff bounds, and the
-// connection's handling of frames and close codes on a scripted socket.
+// Pure logic of the client, without a server: cursor order, backoff bounds, the
+// connection's handling of frames and close codes on a scripted socket, and the inbox view's
+// optimistic changes when the server refuses them.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Backoff, Connection, cursorAfter, cursorStore } from "../dist/index.js";
+import { Backoff, Connection, HttpError, InboxView, cursorAfter, cursorStore } from "../dist/index.js";
 
 test("cursors compare as growing decimals", () => {
   assert.ok(cursorAfter("10", "9"));
@@ -103,4 +104,91 @@ test("reconnect.after_ms replaces the backoff once", async () => {
   sockets[0].drop(1001);
   assert.equal(statuses.at(-1).retryInMs, 1234);
   conn.stop();
+});
+
+/** A client whose frames the test sends and whose inbox calls it answers by hand. */
+function fakeClient() {
+  const handlers = {};
+  const calls = [];
+  const answer = () => {
+    let settle;
+    const p = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    return Object.assign(p, settle);
+  };
+  const inbox = {};
+  for (const what of ["read", "unread", "archive"]) {
+    inbox[what] = (id, opts) => {
+      const call = answer();
+      calls.push({ what, id, opts, call });
+      return call;
+    };
+  }
+  return {
+    client: { on: (event, cb) => ((handlers[event] = cb), () => delete handlers[event]), inbox },
+    frame: (event, ...args) => handlers[event](...args),
+    calls,
+  };
+}
+
+const item = (id, cursor, read = false) => ({ cursor, notification: { id, kind: "k", title: id, created_at: "2026-12-01T00:00:00Z", read } });
+const refused = () => new HttpError(404, "not_found", "no such notification");
+const shown = (view) => view.items.map((i) => [i.notification.id, i.notification.read ?? false]);
+
+test("a change the server refuses is shown as it was, and waits for the store meanwhile", async () => {
+  const { client, frame, calls } = fakeClient();
+  const view = new InboxView(client, 20, 1234);
+  frame("notification", item("a", "1").notification, { cursor: "1" });
+  const marking = view.markRead("a");
+  assert.deepEqual(shown(view), [["a", true]], "shown read at once");
+  assert.equal(calls[0].opts.waitForStoreMs, 1234);
+  calls[0].call.reject(refused());
+  await assert.rejects(marking, (e) => e.status === 404);
+  assert.deepEqual(shown(view), [["a", false]], "put back");
+
+  const archiving = view.archive("a");
+  assert.deepEqual(shown(view), []);
+  calls[1].call.reject(refused());
+  await assert.rejects(archiving);
+  assert.deepEqual(shown(view), [["a", false]], "archive undone");
+  view.close();
+  assert.ok(calls[1].opts.signal.aborted, "closing the view stops what still waits");
+});
+
+test("a refused change does not undo what arrived meanwhile", async () => {
+  const { client, frame, calls } = fakeClient();
+  const view = new InboxView(client);
+  // Tapped before the view had it; pushed while the request waits: it stays.
+  const early = view.markRead("b");
+  frame("notification", item("b", "2").notification, { cursor: "2" });
+  calls[0].call.reject(refused());
+  await assert.rejects(early);
+  assert.deepEqual(shown(view), [["b", false]]);
+  // Another device's read arrives meanwhile: not undone.
+  const unmark = view.markUnread("b");
+  frame("read", ["b"], true);
+  calls[1].call.reject(refused());
+  await assert.rejects(unmark);
+  assert.deepEqual(shown(view), [["b", true]]);
+  // A later change of the same id: the earlier one's failure undoes nothing.
+  const first = view.markUnread("b");
+  const second = view.archive("b");
+  calls[2].call.reject(refused());
+  await assert.rejects(first);
+  assert.deepEqual(shown(view), [], "still archived");
+  calls[3].call.resolve({ id: "b", read: true, unread: 0 });
+  await second;
+  assert.deepEqual(shown(view), []);
+  assert.equal(view.unread, 0);
+});
+
+test("a change that succeeds applies to an item that arrived while it waited", async () => {
+  const { client, frame, calls } = fakeClient();
+  const view = new InboxView(client);
+  const marking = view.markRead("c");
+  frame("notification", item("c", "3").notification, { cursor: "3" });
+  assert.equal(view.unread, 1);
+  calls[0].call.resolve({ id: "c", read: true, unread: 0 });
+  await marking;
+  assert.deepEqual(shown(view), [["c", true]]);
+  assert.equal(view.unread, 0);
 });

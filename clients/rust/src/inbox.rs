@@ -43,6 +43,9 @@ pub struct ListOptions {
     pub archived: bool,
 }
 
+/// The longest [`Inbox::wait_for_store`].
+pub const MAX_WAIT_FOR_STORE: Duration = Duration::from_secs(60);
+
 /// The waits between tries of a `404` (then the last one repeats).
 const STORE_RETRY: [Duration; 5] = [
     Duration::from_millis(100),
@@ -68,9 +71,10 @@ impl Inbox {
     /// keep trying while the gateway answers `404` (default: not at all). A notification is
     /// pushed first and stored just after (a big team's copies once the whole team is pushed,
     /// which can take seconds), so an id that just arrived on the socket may not be in the inbox
-    /// yet; a few seconds covers it. After the wait the `404` is returned as usual.
+    /// yet; a few seconds covers it. After the wait the `404` is returned as usual. At most
+    /// [`MAX_WAIT_FOR_STORE`].
     pub fn wait_for_store(mut self, wait: Duration) -> Self {
-        self.wait_for_store = wait;
+        self.wait_for_store = wait.min(MAX_WAIT_FOR_STORE);
         self
     }
 
