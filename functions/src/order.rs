@@ -258,9 +258,14 @@ impl Pass {
     /// later request found outside its teams meanwhile are taken out of `users`.
     pub fn declare(&self, users: &mut Vec<String>) {
         let mut s = self.gate.lock();
-        // Even for a pass a redelivery overtook: later requests went ahead of these users.
-        if let Some(claim) = s.claims.get(&self.seq).filter(|c| !c.outside.is_empty()) {
-            users.retain(|u| !claim.outside.contains(u));
+        // Even for a pass a redelivery overtook (whose claim may be released by now, its
+        // findings kept): later requests went ahead of these users.
+        let outside = match s.claims.get(&self.seq) {
+            Some(claim) => Some(&claim.outside),
+            None => s.left_out.get(&self.seq).map(|(o, _)| o),
+        };
+        if let Some(outside) = outside.filter(|o| !o.is_empty()) {
+            users.retain(|u| !outside.contains(u));
         }
         if !s.owns(self.seq, self.generation) {
             return;
@@ -305,7 +310,11 @@ impl Pass {
                             if !self.gate.lock().still_expanding(earlier) {
                                 continue 'earlier;
                             }
-                            self.asked.fetch_add(1, Relaxed);
+                            if self.asked.fetch_add(1, Relaxed) >= ASK_BUDGET {
+                                // Out of questions, this earlier request not fully asked about:
+                                // nothing is recorded, and the next look waits.
+                                break 'earlier;
+                            }
                             if members.is_member(team, user).await {
                                 member = true;
                                 break;
@@ -554,6 +563,46 @@ mod tests {
         let (waited, ()) = futures::join!(waiting, announce);
         assert!(waited.is_ok(), "woken when the team began expanding");
         assert_eq!(teams.asked(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_asks_at_most_its_budget_of_questions_then_waits() {
+        let gate = Gate::default();
+        let teams = Teams::default();
+        let (a, b) = (gate.enter(1), gate.enter(2));
+        a.expanding(&[], &users(&["t1", "t2"]));
+        b.expanding(&[], &users(&["t3"]));
+        let small = gate.enter(3);
+        let mut names: Vec<String> = (0..ASK_UP_TO).map(|i| format!("u{i}")).collect();
+        small.declare(&mut names);
+        // Three questions per user (two teams of one request, one of the other).
+        let answered = ASK_BUDGET / 3;
+        for name in &names[..answered] {
+            assert!(passes_with(&small, name, &teams).await, "{name} is in none of the teams");
+        }
+        assert!(!passes_with(&small, &names[answered], &teams).await, "out of questions: it waits");
+        assert!(teams.asked() <= ASK_BUDGET, "{} questions", teams.asked());
+        a.declare(&mut users(&["m"]));
+        b.declare(&mut users(&["m"]));
+        assert!(passes_with(&small, &names[answered], &teams).await, "declared: no question needed");
+    }
+
+    #[tokio::test]
+    async fn an_overtaken_delivery_leaves_out_what_a_failed_redelivery_found() {
+        let gate = Gate::default();
+        let teams = Teams::with("crowd", &["m1"]);
+        let first = gate.enter(1);
+        first.expanding(&[], &users(&["crowd"]));
+        let again = gate.enter(1);
+        again.expanding(&[], &users(&["crowd"]));
+        let small = gate.enter(2);
+        small.declare(&mut users(&["solo"]));
+        assert!(passes_with(&small, "solo", &teams).await);
+        // The redelivery fails before declaring; then the overtaken delivery declares.
+        again.hold(Duration::from_secs(60));
+        let mut seen = users(&["m1", "solo"]);
+        first.declare(&mut seen);
+        assert_eq!(seen, users(&["m1"]));
     }
 
     #[tokio::test]
